@@ -1,0 +1,211 @@
+//! Operator commands: `devbound user ...` and `devbound session ...`.
+//!
+//! sled allows one process per database, so these commands open the database directly only
+//! when the service is stopped. While it runs they call its admin API on loopback with the
+//! admin token from the data directory.
+
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::{DataDir, SessionCommand, UserCommand};
+use crate::account;
+use crate::clock::{Clock, SystemClock};
+use crate::dbsc;
+use crate::http::routes;
+use crate::http::{ADMIN_TOKEN_FILE, SERVER_FILE, ServerInfo, SessionView};
+use crate::store::{SessionState, SledStore, Store, StoreError, Update};
+
+enum Backend {
+    Direct(SledStore),
+    Remote { http: reqwest::Client, url: String, token: String },
+}
+
+pub async fn user(command: UserCommand) -> Result<(), String> {
+    match command {
+        UserCommand::Add { name, data, .. } => {
+            let password = read_password()?;
+            add_user(&open(&data)?, &name, &password).await
+        }
+        UserCommand::List { data } => {
+            let users = match open(&data)? {
+                Backend::Direct(store) => {
+                    let users = store.list_users().map_err(|error| error.to_string())?;
+                    users
+                        .into_iter()
+                        .map(|user| json!({ "id": user.id, "name": user.name, "created_at": user.created_at }))
+                        .collect()
+                }
+                remote => remote_call(&remote, reqwest::Method::GET, routes::ADMIN_USERS, None).await?["users"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            for user in users {
+                println!("{}\t{}", user["name"].as_str().unwrap_or("-"), user["id"].as_str().unwrap_or("-"));
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn session(command: SessionCommand) -> Result<(), String> {
+    match command {
+        SessionCommand::List { user, json, data } => {
+            let sessions = list_sessions(&open(&data)?, user.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sessions).unwrap_or_default());
+            } else {
+                print_sessions(&sessions);
+            }
+            Ok(())
+        }
+        SessionCommand::Revoke { id, data } => {
+            let backend = open(&data)?;
+            revoke_session(&backend, &id).await?;
+            println!("revoked session {id}");
+            Ok(())
+        }
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|error| format!("cannot read the password from standard input: {error}"))?;
+    let password = password.strip_suffix('\n').unwrap_or(&password);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    Ok(password.to_owned())
+}
+
+fn open(data: &DataDir) -> Result<Backend, String> {
+    let dir = &data.data_dir;
+    if !dir.join("db").exists() && !dir.join(SERVER_FILE).exists() {
+        std::fs::create_dir_all(dir).map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    }
+    match SledStore::open(dir) {
+        Ok(store) => Ok(Backend::Direct(store)),
+        Err(StoreError::Locked(_)) => remote(dir),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+fn remote(dir: &Path) -> Result<Backend, String> {
+    let info_path = dir.join(SERVER_FILE);
+    let info: ServerInfo = std::fs::read(&info_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| format!("the database is in use but {} is missing or invalid", info_path.display()))?;
+    let token = std::fs::read_to_string(dir.join(ADMIN_TOKEN_FILE))
+        .map_err(|error| format!("cannot read the admin token in {}: {error}", dir.display()))?;
+    let cert = std::fs::read(&info.cert)
+        .map_err(|error| format!("cannot read {}: {error}", info.cert.display()))?;
+    let http = crate::client::https_client(&cert).map_err(|error| error.to_string())?;
+    Ok(Backend::Remote { http, url: info.url, token: token.trim().to_owned() })
+}
+
+async fn remote_call(backend: &Backend, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    let Backend::Remote { http, url, token } = backend else {
+        return Err("not connected to a running service".into());
+    };
+    let mut request = http.request(method, format!("{url}{path}")).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|error| format!("cannot reach devbound at {url}: {error}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(body["error_description"].as_str().unwrap_or("request failed").to_owned())
+    }
+}
+
+async fn add_user(backend: &Backend, name: &str, password: &str) -> Result<(), String> {
+    match backend {
+        Backend::Direct(store) => {
+            let user = account::new_user(name, password, SystemClock.now(), &mut rand::thread_rng())
+                .map_err(|error| error.to_string())?;
+            if !store.insert_user(&user).map_err(|error| error.to_string())? {
+                return Err(format!("a user named {name:?} exists already"));
+            }
+            store.flush_now().map_err(|error| error.to_string())?;
+        }
+        remote => {
+            let body = json!({ "name": name, "password": password });
+            remote_call(remote, reqwest::Method::POST, routes::ADMIN_USERS, Some(body)).await?;
+        }
+    }
+    println!("created user {name}");
+    Ok(())
+}
+
+async fn list_sessions(backend: &Backend, user: Option<&str>) -> Result<Value, String> {
+    match backend {
+        Backend::Direct(store) => {
+            let user_id = match user {
+                Some(name) => Some(
+                    store
+                        .find_user_by_name(name)
+                        .map_err(|error| error.to_string())?
+                        .ok_or_else(|| format!("no user named {name:?}"))?
+                        .id,
+                ),
+                None => None,
+            };
+            let sessions = store.list_sessions(user_id.as_deref()).map_err(|error| error.to_string())?;
+            let views: Vec<SessionView> = sessions.iter().map(|session| SessionView::new(session, None)).collect();
+            Ok(json!(views))
+        }
+        remote => {
+            let path = match user {
+                Some(name) => format!("{}?user={name}", routes::ADMIN_SESSIONS),
+                None => routes::ADMIN_SESSIONS.to_owned(),
+            };
+            Ok(remote_call(remote, reqwest::Method::GET, &path, None).await?["sessions"].take())
+        }
+    }
+}
+
+async fn revoke_session(backend: &Backend, id: &str) -> Result<(), String> {
+    match backend {
+        Backend::Direct(store) => {
+            let session = store
+                .find_session(id)
+                .map_err(|error| error.to_string())?
+                .ok_or_else(|| format!("no session {id:?}"))?;
+            let now = SystemClock.now();
+            let revoked = dbsc::end_session(&session.record, SessionState::Revoked { at: now, by: "operator".into() });
+            if store.update_session(&session, &revoked).map_err(|error| error.to_string())? == Update::Conflict {
+                return Err("the session changed while revoking it; try again".into());
+            }
+            store.flush_now().map_err(|error| error.to_string())
+        }
+        remote => {
+            let path = routes::with_id(routes::ADMIN_SESSION_REVOKE, id);
+            remote_call(remote, reqwest::Method::POST, &path, None).await.map(drop)
+        }
+    }
+}
+
+fn print_sessions(sessions: &Value) {
+    println!("{:<24} {:<11} {:<6} {:<9} {:<22} {}", "SESSION", "STATE", "ALG", "ASSURANCE", "LAST PROOF", "USER ID");
+    for session in sessions.as_array().into_iter().flatten() {
+        let last_proof = session["last_proof_at"].as_u64().map_or_else(|| "-".to_owned(), crate::http::utc);
+        println!(
+            "{:<24} {:<11} {:<6} {:<9} {:<22} {}",
+            session["id"].as_str().unwrap_or("-"),
+            session["state"].as_str().unwrap_or("-"),
+            session["algorithm"].as_str().unwrap_or("-"),
+            session["assurance"].as_str().unwrap_or("-"),
+            last_proof,
+            session["user_id"].as_str().unwrap_or("-"),
+        );
+    }
+}

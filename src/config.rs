@@ -1,0 +1,262 @@
+//! Service configuration from flags, environment variables and an optional TOML file.
+//!
+//! Precedence: a flag or its environment variable, then the file, then the default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::crypto::Algorithm;
+use crate::dbsc::{BoundCookie, CookieError, Policy, SameSite};
+
+pub const DEFAULT_DATA_DIR: &str = "devbound-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+pub const DEFAULT_COOKIE_NAME: &str = "__Host-devbound";
+/// Bound cookies should live 5 to 10 minutes: Chromium refreshes about 2 minutes before expiry
+/// and signs at most 6 times in 9 minutes per site.
+pub const DEFAULT_COOKIE_TTL: Duration = Duration::from_secs(10 * 60);
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const DEFAULT_CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
+pub const REGISTER_PATH: &str = "/dbsc/register";
+pub const REFRESH_PATH: &str = "/dbsc/refresh";
+
+/// Options of `devbound serve`. Each can also be set in the TOML file under the same name.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeOptions {
+    /// TOML file with any of the options below (kebab-case keys).
+    #[arg(long, env = "DEVBOUND_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Directory for the database, the TLS certificate and the admin token
+    /// [default: devbound-data]
+    #[arg(long, env = "DEVBOUND_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address and port to listen on for HTTPS [default: 127.0.0.1:8443]
+    #[arg(long, env = "DEVBOUND_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// External origin browsers use, such as https://login.example.com, when devbound runs
+    /// behind a proxy [default: https://localhost:<listen port>]
+    #[arg(long, env = "DEVBOUND_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Name of the bound session cookie [default: __Host-devbound]
+    #[arg(long, env = "DEVBOUND_COOKIE_NAME")]
+    pub cookie_name: Option<String>,
+
+    /// Domain attribute of the cookie; not allowed with a __Host- name [default: none]
+    #[arg(long, env = "DEVBOUND_COOKIE_DOMAIN")]
+    pub cookie_domain: Option<String>,
+
+    /// Lifetime of the bound cookie, such as 10m; the browser must prove possession of its key
+    /// again before it ends [default: 10m]
+    #[arg(long, env = "DEVBOUND_COOKIE_TTL")]
+    pub cookie_ttl: Option<String>,
+
+    /// Lifetime of a session from sign-in, such as 30d [default: 30d]
+    #[arg(long, env = "DEVBOUND_SESSION_TTL")]
+    pub session_ttl: Option<String>,
+
+    /// Lifetime of a DBSC challenge, such as 5m [default: 5m]
+    #[arg(long, env = "DEVBOUND_CHALLENGE_TTL")]
+    pub challenge_ttl: Option<String>,
+
+    /// Signature algorithms offered for session keys, comma-separated [default: ES256,RS256]
+    #[arg(long, env = "DEVBOUND_ALGORITHMS", value_delimiter = ',')]
+    pub algorithms: Option<Vec<String>>,
+
+    /// PEM certificate chain for HTTPS; without it a self-signed certificate is created in the
+    /// data directory
+    #[arg(long, env = "DEVBOUND_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert
+    #[arg(long, env = "DEVBOUND_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("config file {0} is invalid: {1}")]
+    Parse(PathBuf, String),
+    #[error("{option}: {value:?} is not a duration such as 90s, 10m or 30d")]
+    Duration { option: &'static str, value: String },
+    #[error("{option} must be at least {min} seconds")]
+    TooShort { option: &'static str, min: u64 },
+    #[error("algorithm {0:?} is not supported; use ES256 and/or RS256")]
+    Algorithm(String),
+    #[error("public URL {0:?} must be an https:// origin with no path, query or fragment")]
+    PublicUrl(String),
+    #[error("cookie: {0}")]
+    Cookie(#[from] CookieError),
+}
+
+/// The resolved configuration of a running service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub policy: Policy,
+    /// Whether the origin was configured; otherwise it follows the port actually bound.
+    pub public_url_set: bool,
+}
+
+impl ServeOptions {
+    /// Fills unset options from the TOML file named by `--config`, if any.
+    pub fn merge_file(mut self) -> Result<Self, ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read(path.clone(), error))?;
+        let file: ServeOptions =
+            toml::from_str(&text).map_err(|error| ConfigError::Parse(path.clone(), error.to_string()))?;
+
+        self.data_dir = self.data_dir.or(file.data_dir);
+        self.listen = self.listen.or(file.listen);
+        self.public_url = self.public_url.or(file.public_url);
+        self.cookie_name = self.cookie_name.or(file.cookie_name);
+        self.cookie_domain = self.cookie_domain.or(file.cookie_domain);
+        self.cookie_ttl = self.cookie_ttl.or(file.cookie_ttl);
+        self.session_ttl = self.session_ttl.or(file.session_ttl);
+        self.challenge_ttl = self.challenge_ttl.or(file.challenge_ttl);
+        self.algorithms = self.algorithms.or(file.algorithms);
+        self.tls_cert = self.tls_cert.or(file.tls_cert);
+        self.tls_key = self.tls_key.or(file.tls_key);
+        Ok(self)
+    }
+
+    /// Applies defaults and validates every value.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let listen = self
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443)));
+        let origin = match &self.public_url {
+            Some(url) => parse_origin(url)?,
+            None => format!("https://localhost:{}", listen.port()),
+        };
+        let cookie = BoundCookie::new(
+            self.cookie_name.as_deref().unwrap_or(DEFAULT_COOKIE_NAME),
+            self.cookie_domain.as_deref(),
+            SameSite::Lax,
+        )?;
+
+        let policy = Policy {
+            origin,
+            register_path: REGISTER_PATH.into(),
+            refresh_path: REFRESH_PATH.into(),
+            cookie,
+            cookie_ttl: duration("--cookie-ttl", self.cookie_ttl.as_deref(), DEFAULT_COOKIE_TTL, 1)?,
+            session_ttl: duration("--session-ttl", self.session_ttl.as_deref(), DEFAULT_SESSION_TTL, 60)?,
+            challenge_ttl: duration("--challenge-ttl", self.challenge_ttl.as_deref(), DEFAULT_CHALLENGE_TTL, 5)?,
+            algorithms: algorithms(self.algorithms.as_deref())?,
+        };
+        Ok(Config {
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen,
+            tls: self.tls_cert.zip(self.tls_key),
+            policy,
+            public_url_set: self.public_url.is_some(),
+        })
+    }
+}
+
+fn duration(
+    option: &'static str,
+    value: Option<&str>,
+    default: Duration,
+    min: u64,
+) -> Result<u64, ConfigError> {
+    let seconds = match value {
+        Some(text) => humantime::parse_duration(text)
+            .map_err(|_| ConfigError::Duration {
+                option,
+                value: text.to_owned(),
+            })?
+            .as_secs(),
+        None => default.as_secs(),
+    };
+    if seconds < min {
+        return Err(ConfigError::TooShort { option, min });
+    }
+    Ok(seconds)
+}
+
+fn algorithms(names: Option<&[String]>) -> Result<Vec<Algorithm>, ConfigError> {
+    let Some(names) = names else {
+        return Ok(vec![Algorithm::Es256, Algorithm::Rs256]);
+    };
+    let mut algorithms = Vec::new();
+    for name in names {
+        let alg = Algorithm::from_name(name.trim()).ok_or_else(|| ConfigError::Algorithm(name.clone()))?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    if algorithms.is_empty() {
+        return Err(ConfigError::Algorithm(String::new()));
+    }
+    Ok(algorithms)
+}
+
+/// Normalises `https://Host:443/` to `https://host`: the origin as browsers serialise it.
+fn parse_origin(url: &str) -> Result<String, ConfigError> {
+    let invalid = || ConfigError::PublicUrl(url.to_owned());
+    let rest = url.strip_prefix("https://").ok_or_else(invalid)?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let valid = !authority.is_empty()
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !valid {
+        return Err(invalid());
+    }
+    let authority = authority.to_ascii_lowercase();
+    let authority = authority.strip_suffix(":443").unwrap_or(&authority);
+    Ok(format!("https://{authority}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_is_normalised() {
+        assert_eq!(parse_origin("https://Login.Example.COM:443/").unwrap(), "https://login.example.com");
+        assert_eq!(parse_origin("https://localhost:8443").unwrap(), "https://localhost:8443");
+        assert!(parse_origin("http://localhost").is_err());
+        assert!(parse_origin("https://localhost/app").is_err());
+        assert!(parse_origin("https://a?b").is_err());
+    }
+
+    #[test]
+    fn defaults_resolve() {
+        let config = ServeOptions::default().resolve().unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.policy.origin, "https://localhost:8443");
+        assert_eq!(config.policy.cookie_ttl, 600);
+        assert_eq!(config.policy.algorithms, vec![Algorithm::Es256, Algorithm::Rs256]);
+    }
+
+    #[test]
+    fn durations_and_algorithms_are_validated() {
+        let options = ServeOptions {
+            cookie_ttl: Some("ten minutes".into()),
+            ..ServeOptions::default()
+        };
+        assert!(matches!(options.resolve(), Err(ConfigError::Duration { .. })));
+        let options = ServeOptions {
+            algorithms: Some(vec!["HS256".into()]),
+            ..ServeOptions::default()
+        };
+        assert!(matches!(options.resolve(), Err(ConfigError::Algorithm(_))));
+    }
+}

@@ -1,0 +1,242 @@
+//! Compact JWS (RFC 7515 §7.1) parsing and signature verification.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::base64url;
+use super::jwk::{Jwk, JwkError, PublicKey};
+
+/// Longest compact JWS accepted, in bytes. An RS256 proof with a 4096-bit `jwk` is under 2 KiB.
+pub const MAX_JWS_LEN: usize = 8 * 1024;
+
+/// The signature algorithms devbound accepts anywhere. Each key type allows exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Algorithm {
+    #[serde(rename = "ES256")]
+    Es256,
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+        }
+    }
+
+    /// Maps a JOSE `alg` name, case-sensitively (RFC 7515 §4.1.1), to a supported algorithm.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "ES256" => Some(Self::Es256),
+            "RS256" => Some(Self::Rs256),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a JWS was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoseError {
+    #[error("JWS is longer than {MAX_JWS_LEN} bytes")]
+    TooLong,
+    #[error("JWS does not have three dot-separated parts")]
+    NotCompact,
+    #[error("JWS part `{0}` is not valid base64url")]
+    Encoding(&'static str),
+    #[error("JWS header is not a valid JSON object: {0}")]
+    Header(String),
+    #[error("JWS payload is not a valid JSON object: {0}")]
+    Payload(String),
+    #[error("algorithm `{0}` is not accepted here")]
+    UnsupportedAlgorithm(String),
+    #[error("header member `{0}` is not allowed")]
+    ForbiddenHeader(&'static str),
+    #[error("header `typ` is {found:?}, expected `{expected}`")]
+    WrongType {
+        found: Option<String>,
+        expected: &'static str,
+    },
+    #[error("header `jwk` is invalid: {0}")]
+    Jwk(#[from] JwkError),
+    #[error("signature is not valid for the key")]
+    BadSignature,
+}
+
+/// The protected header members devbound reads. Members that would let a token choose its own
+/// verification key by reference (`jku`, `x5u`, `x5c`, `kid` where not expected) or demand
+/// unknown processing (`crit`) are captured so that callers can reject them.
+#[derive(Debug, Deserialize)]
+pub struct JoseHeader {
+    pub alg: String,
+    pub typ: Option<String>,
+    pub jwk: Option<serde_json::Value>,
+    pub kid: Option<String>,
+    jku: Option<serde_json::Value>,
+    x5u: Option<serde_json::Value>,
+    x5c: Option<serde_json::Value>,
+    crit: Option<serde_json::Value>,
+}
+
+/// A parsed but not yet verified compact JWS.
+#[derive(Debug)]
+pub struct CompactJws<'a> {
+    pub header: JoseHeader,
+    pub alg: Algorithm,
+    signing_input: &'a str,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+impl<'a> CompactJws<'a> {
+    /// Splits and decodes a compact JWS, and checks its header against `accepted` algorithms.
+    pub fn parse(token: &'a str, accepted: &[Algorithm]) -> Result<Self, JoseError> {
+        if token.len() > MAX_JWS_LEN {
+            return Err(JoseError::TooLong);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JoseError::NotCompact);
+        };
+
+        let header_bytes = base64url::decode(header_b64).map_err(|_| JoseError::Encoding("header"))?;
+        let header: JoseHeader = serde_json::from_slice(&header_bytes)
+            .map_err(|error| JoseError::Header(error.to_string()))?;
+        let alg = check_header(&header, accepted)?;
+
+        let payload = base64url::decode(payload_b64).map_err(|_| JoseError::Encoding("payload"))?;
+        let signature =
+            base64url::decode(signature_b64).map_err(|_| JoseError::Encoding("signature"))?;
+
+        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        Ok(Self {
+            header,
+            alg,
+            signing_input,
+            payload,
+            signature,
+        })
+    }
+
+    /// Requires the header `typ` to be exactly `expected` (RFC 8725 §3.11 explicit typing).
+    pub fn require_type(&self, expected: &'static str) -> Result<(), JoseError> {
+        match self.header.typ.as_deref() {
+            Some(found) if found == expected => Ok(()),
+            found => Err(JoseError::WrongType {
+                found: found.map(str::to_owned),
+                expected,
+            }),
+        }
+    }
+
+    /// Parses the embedded `jwk` header member, which only registration and DPoP proofs carry.
+    pub fn embedded_jwk(&self) -> Result<Option<Jwk>, JoseError> {
+        self.header
+            .jwk
+            .as_ref()
+            .map(|value| Jwk::from_value(value).map_err(JoseError::from))
+            .transpose()
+    }
+
+    /// Verifies the signature with `key`, whose type fixes the algorithm, and returns the
+    /// decoded claims.
+    pub fn verify<T: DeserializeOwned>(&self, key: &PublicKey) -> Result<T, JoseError> {
+        // RFC 8725 §3.1: the algorithm is that of the key, and the header must agree with it.
+        if key.alg != self.alg {
+            return Err(JoseError::UnsupportedAlgorithm(self.alg.name().to_owned()));
+        }
+        key.key
+            .verify_sig(self.signing_input.as_bytes(), &self.signature)
+            .map_err(|_| JoseError::BadSignature)?;
+        serde_json::from_slice(&self.payload).map_err(|error| JoseError::Payload(error.to_string()))
+    }
+}
+
+fn check_header(header: &JoseHeader, accepted: &[Algorithm]) -> Result<Algorithm, JoseError> {
+    let alg = Algorithm::from_name(&header.alg)
+        .filter(|alg| accepted.contains(alg))
+        .ok_or_else(|| JoseError::UnsupportedAlgorithm(header.alg.clone()))?;
+
+    // Keys come only from server-side state or an embedded `jwk` the caller checks; a key
+    // fetched or chained from a URL or certificate in the token is never used.
+    if header.jku.is_some() {
+        return Err(JoseError::ForbiddenHeader("jku"));
+    }
+    if header.x5u.is_some() {
+        return Err(JoseError::ForbiddenHeader("x5u"));
+    }
+    if header.x5c.is_some() {
+        return Err(JoseError::ForbiddenHeader("x5c"));
+    }
+
+    // RFC 7515 §4.1.11: a recipient must reject `crit` extensions it does not understand, and
+    // devbound understands none.
+    if header.crit.is_some() {
+        return Err(JoseError::ForbiddenHeader("crit"));
+    }
+    Ok(alg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(header: &str, payload: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            base64url::encode(header),
+            base64url::encode(payload),
+            base64url::encode([0u8; 64])
+        )
+    }
+
+    #[test]
+    fn parse_rejects_none_and_hmac_in_any_case() {
+        for alg in ["none", "None", "NONE", "HS256", "PS256", "ES384", "es256"] {
+            let jws = token(&format!(r#"{{"alg":"{alg}"}}"#), "{}");
+            let result = CompactJws::parse(&jws, &[Algorithm::Es256, Algorithm::Rs256]);
+            assert!(
+                matches!(result, Err(JoseError::UnsupportedAlgorithm(_))),
+                "{alg} was not rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_rejects_key_references() {
+        for member in ["jku", "x5u", "x5c", "crit"] {
+            let jws = token(&format!(r#"{{"alg":"ES256","{member}":["x"]}}"#), "{}");
+            let result = CompactJws::parse(&jws, &[Algorithm::Es256]);
+            assert!(
+                matches!(result, Err(JoseError::ForbiddenHeader(_))),
+                "{member} was not rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_rejects_wrong_part_count_and_duplicate_members() {
+        assert_eq!(
+            CompactJws::parse("a.b", &[Algorithm::Es256]).err(),
+            Some(JoseError::NotCompact)
+        );
+        assert_eq!(
+            CompactJws::parse("a.b.c.d", &[Algorithm::Es256]).err(),
+            Some(JoseError::NotCompact)
+        );
+        let duplicate = token(r#"{"alg":"ES256","alg":"none"}"#, "{}");
+        assert!(matches!(
+            CompactJws::parse(&duplicate, &[Algorithm::Es256]),
+            Err(JoseError::Header(_))
+        ));
+    }
+}

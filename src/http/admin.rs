@@ -1,0 +1,143 @@
+//! The operator API behind `devbound user` and `devbound session`, authenticated with the
+//! admin token from the data directory.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::AppState;
+use super::api::{api_error, api_error_store, revoke};
+use super::views::SessionView;
+use crate::account;
+use crate::crypto::secret::constant_time_eq;
+
+#[derive(Debug, Deserialize)]
+pub struct SessionFilter {
+    pub user: Option<String>,
+}
+
+#[derive(Deserialize, Serialize)]
+pub struct NewUser {
+    pub name: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize)]
+struct UserView {
+    id: String,
+    name: String,
+    created_at: u64,
+}
+
+pub async fn list_users(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(response) = check_admin(&state, &headers) {
+        return response;
+    }
+    match state.store.list_users() {
+        Ok(users) => {
+            let views: Vec<UserView> = users
+                .into_iter()
+                .map(|user| UserView { id: user.id, name: user.name, created_at: user.created_at })
+                .collect();
+            Json(json!({ "users": views })).into_response()
+        }
+        Err(error) => api_error_store(&error),
+    }
+}
+
+pub async fn add_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewUser>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(response) = check_admin(&state, &headers) {
+        return response;
+    }
+    let Ok(Json(new_user)) = body else {
+        return api_error(StatusCode::BAD_REQUEST, "invalid_request", "body must be JSON with name and password");
+    };
+    let now = state.clock.now();
+    let created = tokio::task::spawn_blocking(move || {
+        account::new_user(&new_user.name, &new_user.password, now, &mut rand::thread_rng())
+    })
+    .await;
+    let user = match created {
+        Ok(Ok(user)) => user,
+        Ok(Err(error)) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": "invalid_request", "error_description": error.to_string() }))).into_response();
+        }
+        Err(_) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"),
+    };
+    match state.store.insert_user(&user) {
+        Ok(true) => {}
+        Ok(false) => return api_error(StatusCode::CONFLICT, "user_exists", "a user with this name exists"),
+        Err(error) => return api_error_store(&error),
+    }
+    if let Err(error) = state.store.sync().await {
+        return api_error_store(&error);
+    }
+    tracing::info!(target: "security", user = %user.id, name = %user.name, "user created by operator");
+    (StatusCode::CREATED, Json(UserView { id: user.id, name: user.name, created_at: user.created_at })).into_response()
+}
+
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(filter): Query<SessionFilter>,
+) -> Response {
+    if let Err(response) = check_admin(&state, &headers) {
+        return response;
+    }
+    let user_id = match filter.user.as_deref().map(|name| state.store.find_user_by_name(name)) {
+        None => None,
+        Some(Ok(Some(user))) => Some(user.id),
+        Some(Ok(None)) => return api_error(StatusCode::NOT_FOUND, "not_found", "no such user"),
+        Some(Err(error)) => return api_error_store(&error),
+    };
+    match state.store.list_sessions(user_id.as_deref()) {
+        Ok(sessions) => {
+            let views: Vec<SessionView> =
+                sessions.iter().map(|session| SessionView::new(session, None)).collect();
+            Json(json!({ "sessions": views })).into_response()
+        }
+        Err(error) => api_error_store(&error),
+    }
+}
+
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = check_admin(&state, &headers) {
+        return response;
+    }
+    let now = state.clock.now();
+    let session = match state.store.find_session(&id) {
+        Ok(Some(session)) => session,
+        Ok(None) => return api_error(StatusCode::NOT_FOUND, "not_found", "no such session"),
+        Err(error) => return api_error_store(&error),
+    };
+    match revoke(&state, session, "operator", now).await {
+        Ok(revoked) => Json(SessionView::new(&revoked, None)).into_response(),
+        Err(response) => response,
+    }
+}
+
+fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(presented.as_bytes(), state.admin_token.expose().as_bytes()) {
+        return Ok(());
+    }
+    tracing::info!(target: "security", "admin API request with a missing or wrong token");
+    state.metrics.refuse("admin", "bad_token");
+    Err(api_error(StatusCode::UNAUTHORIZED, "unauthorized", "admin token required"))
+}

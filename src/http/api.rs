@@ -1,0 +1,119 @@
+//! The JSON API a signed-in user calls with their bound cookie.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::auth::{self, AuthError, CurrentSession};
+use super::views::SessionView;
+use crate::dbsc;
+use crate::store::{SessionState, StoreError, Update};
+
+pub async fn list_sessions(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let now = state.clock.now();
+    let current = match api_session(&state, &headers, now) {
+        Ok(current) => current,
+        Err(response) => return response,
+    };
+    match state.store.list_sessions(Some(&current.user.id)) {
+        Ok(sessions) => {
+            let current_id = current.session.record.id.as_str();
+            let views: Vec<SessionView> = sessions
+                .iter()
+                .map(|session| SessionView::new(session, Some(current_id)))
+                .collect();
+            Json(json!({ "sessions": views })).into_response()
+        }
+        Err(error) => api_error_store(&error),
+    }
+}
+
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !auth::same_origin(&state, &headers) {
+        return api_error(StatusCode::FORBIDDEN, "cross_origin", "request came from another origin");
+    }
+    let now = state.clock.now();
+    let current = match api_session(&state, &headers, now) {
+        Ok(current) => current,
+        Err(response) => return response,
+    };
+    match revoke_own(&state, &current, &id, now).await {
+        Ok(view) => Json(view).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// Revokes one of the signed-in user's own sessions. Another user's session is reported as
+/// not found, so that session ids cannot be probed.
+pub async fn revoke_own(
+    state: &AppState,
+    current: &CurrentSession,
+    id: &str,
+    now: u64,
+) -> Result<SessionView, Response> {
+    let session = state
+        .store
+        .find_session(id)
+        .map_err(|error| api_error_store(&error))?
+        .filter(|session| session.record.user_id == current.user.id)
+        .ok_or_else(|| api_error(StatusCode::NOT_FOUND, "not_found", "no such session"))?;
+    let revoked = revoke(state, session, &format!("user:{}", current.user.id), now).await?;
+    Ok(SessionView::new(&revoked, Some(&current.session.record.id)))
+}
+
+/// Marks a session revoked, durably. Its next refresh ends it in the browser and its cookie is
+/// rejected from now on.
+pub async fn revoke(
+    state: &AppState,
+    session: crate::store::Versioned<crate::store::SessionRecord>,
+    by: &str,
+    now: u64,
+) -> Result<crate::store::SessionRecord, Response> {
+    if !session.record.is_live(now) {
+        return Ok(session.record);
+    }
+    let revoked = dbsc::end_session(
+        &session.record,
+        SessionState::Revoked {
+            at: now,
+            by: by.to_owned(),
+        },
+    );
+    match state.store.update_session(&session, &revoked) {
+        Ok(Update::Applied) => {}
+        Ok(Update::Conflict) => {
+            return Err(api_error(StatusCode::CONFLICT, "conflict", "session changed; try again"));
+        }
+        Err(error) => return Err(api_error_store(&error)),
+    }
+    state.store.sync().await.map_err(|error| api_error_store(&error))?;
+    tracing::info!(target: "security", session = %revoked.id, user = %revoked.user_id, by, "session revoked");
+    Ok(revoked)
+}
+
+fn api_session(state: &AppState, headers: &HeaderMap, now: u64) -> Result<CurrentSession, Response> {
+    match auth::authenticate(state, headers, now) {
+        Ok(current) => Ok(current),
+        Err(AuthError::Unauthenticated(reason)) => {
+            state.metrics.refuse("api", reason.reason());
+            Err(api_error(StatusCode::UNAUTHORIZED, "unauthenticated", "a bound session cookie is required"))
+        }
+        Err(AuthError::Store(error)) => Err(api_error_store(&error)),
+    }
+}
+
+pub fn api_error(status: StatusCode, code: &'static str, description: &'static str) -> Response {
+    (status, Json(json!({ "error": code, "error_description": description }))).into_response()
+}
+
+pub fn api_error_store(error: &StoreError) -> Response {
+    tracing::error!(%error, "store failure in API request");
+    api_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+}

@@ -1,0 +1,82 @@
+//! The HTTP layer: routes, extractors and responses over the protocol modules.
+
+mod admin;
+mod api;
+mod auth;
+mod dbsc;
+mod pages;
+pub mod routes;
+mod server;
+mod views;
+
+pub use server::{ADMIN_TOKEN_FILE, RunningServer, SERVER_FILE, ServeError, ServerInfo, start};
+pub use views::{SessionView, utc};
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+
+use crate::clock::Clock;
+use crate::crypto::Secret;
+use crate::dbsc::Policy;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub policy: Arc<Policy>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    admin_token: Arc<Secret>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+        admin_token: Secret,
+    ) -> Self {
+        Self {
+            store,
+            policy: Arc::new(policy),
+            metrics: Arc::new(Metrics::new()),
+            clock,
+            admin_token: Arc::new(admin_token),
+        }
+    }
+}
+
+/// Builds the router. Paths come from [`routes`], shared with the client and the tests.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(routes::ROOT, get(pages::root))
+        .route(routes::LOGIN, get(pages::login_form).post(pages::login))
+        .route(routes::LOGOUT, post(pages::logout))
+        .route(routes::APP, get(pages::app))
+        .route(routes::SESSIONS, get(pages::sessions))
+        .route(routes::SESSION_REVOKE, post(pages::revoke_session))
+        .route(routes::REGISTER, post(dbsc::register))
+        .route(routes::REFRESH, post(dbsc::refresh))
+        .route(routes::API_SESSIONS, get(api::list_sessions))
+        .route(routes::API_SESSION, delete(api::revoke_session))
+        .route(routes::ADMIN_USERS, get(admin::list_users).post(admin::add_user))
+        .route(routes::ADMIN_SESSIONS, get(admin::list_sessions))
+        .route(routes::ADMIN_SESSION_REVOKE, post(admin::revoke_session))
+        .route(routes::HEALTHZ, get(|| async { "ok\n" }))
+        .route(routes::METRICS, get(metrics))
+        .with_state(state)
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}

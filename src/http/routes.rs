@@ -1,0 +1,22 @@
+//! Route paths, in one place for the router, the pages, the client and the tests.
+
+pub const ROOT: &str = "/";
+pub const LOGIN: &str = "/login";
+pub const LOGOUT: &str = "/logout";
+pub const APP: &str = "/app";
+pub const SESSIONS: &str = "/sessions";
+pub const SESSION_REVOKE: &str = "/sessions/{id}/revoke";
+pub const REGISTER: &str = crate::config::REGISTER_PATH;
+pub const REFRESH: &str = crate::config::REFRESH_PATH;
+pub const API_SESSIONS: &str = "/api/sessions";
+pub const API_SESSION: &str = "/api/sessions/{id}";
+pub const ADMIN_USERS: &str = "/admin/users";
+pub const ADMIN_SESSIONS: &str = "/admin/sessions";
+pub const ADMIN_SESSION_REVOKE: &str = "/admin/sessions/{id}/revoke";
+pub const HEALTHZ: &str = "/healthz";
+pub const METRICS: &str = "/metrics";
+
+/// Fills the `{id}` segment of a route.
+pub fn with_id(route: &str, id: &str) -> String {
+    route.replace("{id}", id)
+}

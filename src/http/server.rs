@@ -1,0 +1,218 @@
+//! Starting and stopping the HTTPS service.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use super::{AppState, router};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::Secret;
+use crate::store::{SledStore, Store, StoreError};
+use crate::tls::{self, TlsError, TlsFiles};
+
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+pub const SERVER_FILE: &str = "server.json";
+
+/// How long shutdown waits for requests in flight.
+const GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// How often expired challenges and pending sessions are deleted.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How long an ended session stays listed before it is deleted, in seconds.
+const ENDED_SESSION_RETENTION: u64 = 7 * 24 * 3600;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot load TLS certificate: {0}")]
+    TlsConfig(std::io::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// Where a running service can be reached; written to the data directory for the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub url: String,
+    pub cert: PathBuf,
+}
+
+/// A started service.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub tls: TlsFiles,
+    pub info: ServerInfo,
+    pub state: AppState,
+    store: SledStore,
+    handle: Handle,
+    task: JoinHandle<std::io::Result<()>>,
+    sweeper: JoinHandle<()>,
+}
+
+/// Opens the store, prepares TLS and starts serving HTTPS in the background.
+pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningServer, ServeError> {
+    create_private_dir(&config.data_dir)?;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let store = SledStore::open(&config.data_dir)?;
+    let admin_token = load_or_create_admin_token(&config.data_dir)?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|error| ServeError::Bind(config.listen, error))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|error| ServeError::Bind(config.listen, error))?;
+    if !config.public_url_set {
+        config.policy.origin = format!("https://localhost:{}", addr.port());
+    }
+
+    let tls = tls::load_or_create(config.tls.as_ref(), &config.data_dir, &certificate_hosts(&config, addr))?;
+    let rustls_config = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(ServeError::TlsConfig)?;
+    let info = write_server_info(&config.data_dir, addr, &tls)?;
+
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let state = AppState::new(shared, config.policy.clone(), clock, admin_token);
+    let handle = Handle::new();
+    listener
+        .set_nonblocking(true)
+        .map_err(|error| ServeError::Bind(addr, error))?;
+    let server = axum_server::from_tcp_rustls(listener, rustls_config)
+        .handle(handle.clone())
+        .serve(router(state.clone()).into_make_service());
+
+    Ok(RunningServer {
+        addr,
+        tls,
+        info,
+        sweeper: tokio::spawn(sweep(state.clone())),
+        state,
+        store,
+        handle,
+        task: tokio::spawn(server),
+    })
+}
+
+impl RunningServer {
+    /// The origin browsers and clients use.
+    pub fn url(&self) -> &str {
+        &self.state.policy.origin
+    }
+
+    pub fn store(&self) -> &SledStore {
+        &self.store
+    }
+
+    /// Stops accepting connections, lets requests in flight finish, and flushes the store.
+    pub async fn shutdown(self) -> Result<(), StoreError> {
+        self.handle.graceful_shutdown(Some(GRACE_PERIOD));
+        self.sweeper.abort();
+        if let Err(error) = self.task.await {
+            tracing::warn!(%error, "server task ended abnormally");
+        }
+        self.store.flush_now()
+    }
+
+    /// Waits until the server stops by itself (it does not, unless its listener fails).
+    pub async fn wait_for(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut self.task => {
+                if let Ok(Err(error)) = result {
+                    tracing::error!(%error, "HTTPS listener failed");
+                }
+            }
+        }
+    }
+}
+
+/// Names the self-signed certificate must cover: the public host and the listen address.
+fn certificate_hosts(config: &Config, addr: SocketAddr) -> Vec<String> {
+    let mut hosts = Vec::new();
+    let authority = config.policy.origin.trim_start_matches("https://");
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    hosts.push(host.trim_matches(['[', ']']).to_owned());
+    if !addr.ip().is_unspecified() {
+        hosts.push(addr.ip().to_string());
+    }
+    hosts
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), ServeError> {
+    use std::os::unix::fs::DirBuilderExt;
+
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|error| ServeError::DataDir(dir.into(), error))
+}
+
+fn load_or_create_admin_token(dir: &Path) -> Result<Secret, ServeError> {
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_owned();
+        if !token.is_empty() {
+            return Ok(Secret::from_string(token));
+        }
+    }
+    let token = Secret::generate(&mut rand::thread_rng(), 32);
+    tls::write_private(&path, token.expose().as_bytes())?;
+    Ok(token)
+}
+
+fn write_server_info(dir: &Path, addr: SocketAddr, tls: &TlsFiles) -> Result<ServerInfo, ServeError> {
+    let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        "localhost".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let info = ServerInfo {
+        url: format!("https://{host}:{}", addr.port()),
+        cert: std::path::absolute(&tls.cert).unwrap_or_else(|_| tls.cert.clone()),
+    };
+    let path = dir.join(SERVER_FILE);
+    let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
+    std::fs::write(&path, json).map_err(|error| ServeError::DataDir(path, error))?;
+    Ok(info)
+}
+
+/// Deletes expired registration challenges and sessions, once a minute.
+async fn sweep(state: AppState) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        let now = state.clock.now();
+        let store = state.store.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            let challenges = store.purge_challenges(now)?;
+            let sessions = store.purge_sessions(now, now.saturating_sub(ENDED_SESSION_RETENTION))?;
+            Ok::<_, StoreError>((challenges, sessions))
+        })
+        .await;
+        match swept {
+            Ok(Ok((0, 0))) => {}
+            Ok(Ok((challenges, sessions))) => {
+                tracing::info!(challenges, sessions, "deleted expired challenges and sessions");
+            }
+            Ok(Err(error)) => tracing::error!(%error, "sweeping expired records failed"),
+            Err(error) => tracing::error!(%error, "sweep task failed"),
+        }
+    }
+}

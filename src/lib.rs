@@ -1,0 +1,22 @@
+//! devbound binds sessions to the device that created them.
+//!
+//! Layers, outermost first: [`http`] (axum routers and extractors), the protocol modules
+//! ([`dbsc`], [`account`]), [`store`] (typed records over sled), and [`crypto`] (JOSE and keys).
+//! Each layer calls only the ones below it. Protocol functions take the current time and a
+//! random number generator as arguments, so tests run at fixed instants.
+
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod account;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod dbsc;
+pub mod http;
+pub mod metrics;
+pub mod store;
+pub mod tls;

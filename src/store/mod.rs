@@ -1,0 +1,79 @@
+//! Typed records and the verbs of their lifecycle.
+//!
+//! [`Store`] is what the layers above use; [`SledStore`] is the embedded default. Nothing above
+//! this module may assume sled, so that a shared database can stand in later.
+
+mod records;
+mod sled_store;
+
+pub use records::{
+    Assurance, BoundKey, PendingChallenge, RegistrationChallenge, SessionRecord, SessionState,
+    UserRecord,
+};
+pub use sled_store::SledStore;
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A record as read from the store, with the bytes it was read from, so that an update can be
+/// made conditional on nobody having changed it since.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub record: T,
+    version: Vec<u8>,
+}
+
+/// Why a store operation failed. None of these is the peer's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("record `{0}` is corrupt: {1}")]
+    Corrupt(String, String),
+    #[error("the database in {0} is in use by another process (is `devbound serve` running?)")]
+    Locked(String),
+}
+
+/// The outcome of a conditional update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    Applied,
+    /// Another request changed the record first; nothing was written.
+    Conflict,
+}
+
+pub type SyncFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+/// Durable state for users, sessions and challenges.
+///
+/// Writes become durable only when the future from [`Store::sync`] completes; a handler awaits
+/// it before it acknowledges anything that must survive a crash.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Inserts a user; returns `false` and writes nothing if the name is taken.
+    fn insert_user(&self, user: &UserRecord) -> Result<bool, StoreError>;
+    fn find_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn find_user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+
+    fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    fn find_session(&self, id: &str) -> Result<Option<Versioned<SessionRecord>>, StoreError>;
+    /// Replaces `current` with `next` only if the stored record is still `current`.
+    fn update_session(
+        &self,
+        current: &Versioned<SessionRecord>,
+        next: &SessionRecord,
+    ) -> Result<Update, StoreError>;
+    /// Lists sessions, of one user if `user_id` is given, newest first.
+    fn list_sessions(&self, user_id: Option<&str>) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Deletes sessions that ended before `cutoff` and pending ones that expired.
+    fn purge_sessions(&self, now: u64, cutoff: u64) -> Result<usize, StoreError>;
+
+    fn insert_challenge(&self, challenge: &RegistrationChallenge) -> Result<(), StoreError>;
+    fn find_challenge(&self, value: &str) -> Result<Option<RegistrationChallenge>, StoreError>;
+    /// Removes a challenge and returns it, atomically, so that it is accepted at most once.
+    fn consume_challenge(&self, value: &str) -> Result<Option<RegistrationChallenge>, StoreError>;
+    fn purge_challenges(&self, now: u64) -> Result<usize, StoreError>;
+
+    /// Makes every write so far durable.
+    fn sync(&self) -> SyncFuture;
+}

@@ -1,0 +1,133 @@
+//! Records kept in the store. Field names are stable: they are the on-disk format.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::crypto::{Algorithm, Jwk};
+
+/// A local account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub name: String,
+    /// Argon2id hash in PHC string form.
+    pub password_hash: String,
+    pub created_at: UnixTime,
+}
+
+/// How much devbound trusts the key a session is bound to. Ordered from weakest to strongest,
+/// and set only from verified evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assurance {
+    /// Proof of possession of a key, with nothing known about where the key lives.
+    Software,
+    /// An attested authenticator from a trusted list.
+    Passkey,
+    /// A key certified by an attestation key activated against a trusted EK certificate.
+    Tpm,
+}
+
+impl Assurance {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Software => "software",
+            Self::Passkey => "passkey",
+            Self::Tpm => "tpm",
+        }
+    }
+}
+
+/// The public key a session is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundKey {
+    pub alg: Algorithm,
+    pub jwk: Jwk,
+}
+
+/// Where a session is in its lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum SessionState {
+    /// Signed in, waiting for the browser to register a key.
+    Pending,
+    /// Bound to a key that has proved possession at least once.
+    Bound,
+    /// Ended by the user signing out.
+    SignedOut { at: UnixTime },
+    /// Ended by the user or an operator.
+    Revoked { at: UnixTime, by: String },
+}
+
+/// The challenge a bound session must sign next. Only one is outstanding per session.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingChallenge {
+    pub value: String,
+    pub expires_at: UnixTime,
+}
+
+impl std::fmt::Debug for PendingChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingChallenge")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed-in session and, once registered, the key it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: String,
+    pub state: SessionState,
+    pub created_at: UnixTime,
+    /// The session ends at this time whatever its proofs.
+    pub expires_at: UnixTime,
+    /// SHA-256 of the `authorization` value offered at sign-in, while pending.
+    pub authorization_digest: Option<[u8; 32]>,
+    pub key: Option<BoundKey>,
+    pub assurance: Assurance,
+    pub challenge: Option<PendingChallenge>,
+    /// SHA-256 of the current cookie credential.
+    pub credential_digest: Option<[u8; 32]>,
+    pub credential_expires_at: UnixTime,
+    pub last_proof_at: Option<UnixTime>,
+    pub refresh_count: u64,
+}
+
+impl SessionRecord {
+    pub fn is_bound(&self) -> bool {
+        self.state == SessionState::Bound && self.key.is_some()
+    }
+
+    /// Whether the session can still be used or refreshed at `now`.
+    pub fn is_live(&self, now: UnixTime) -> bool {
+        matches!(self.state, SessionState::Pending | SessionState::Bound) && now < self.expires_at
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            SessionState::Pending => "pending",
+            SessionState::Bound => "bound",
+            SessionState::SignedOut { .. } => "signed_out",
+            SessionState::Revoked { .. } => "revoked",
+        }
+    }
+}
+
+/// A DBSC registration challenge, issued at sign-in and consumed by one registration.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationChallenge {
+    pub value: String,
+    pub session_id: String,
+    pub expires_at: UnixTime,
+}
+
+impl std::fmt::Debug for RegistrationChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrationChallenge")
+            .field("session_id", &self.session_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,295 @@
+//! The embedded default store: sled trees in the data directory.
+//!
+//! Records are JSON in named trees. Durability comes from one dedicated thread that flushes the
+//! database for every batch of waiting writers (group commit): sled 0.34.7's `flush_async` can
+//! hang under concurrent callers, and one synchronous flush serves every writer that queued
+//! before it started.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+
+use super::{
+    RegistrationChallenge, SessionRecord, SessionState, Store, StoreError, SyncFuture, Update,
+    UserRecord, Versioned,
+};
+
+const USERS: &str = "users";
+const USER_NAMES: &str = "user_names";
+const SESSIONS: &str = "sessions";
+const USER_SESSIONS: &str = "user_sessions";
+const CHALLENGES: &str = "registration_challenges";
+
+type SyncWaiter = oneshot::Sender<Result<(), String>>;
+
+/// sled-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    users: sled::Tree,
+    user_names: sled::Tree,
+    sessions: sled::Tree,
+    user_sessions: sled::Tree,
+    challenges: sled::Tree,
+    flusher: mpsc::Sender<SyncWaiter>,
+}
+
+impl SledStore {
+    /// Opens or creates the database under `dir` and starts its flush thread.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .open()
+            .map_err(|error| match error {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(dir.display().to_string())
+                }
+                sled::Error::Io(io) if io.to_string().contains("lock") => {
+                    StoreError::Locked(dir.display().to_string())
+                }
+                other => database(other),
+            })?;
+        let tree = |name: &str| db.open_tree(name).map_err(database);
+
+        Ok(Self {
+            users: tree(USERS)?,
+            user_names: tree(USER_NAMES)?,
+            sessions: tree(SESSIONS)?,
+            user_sessions: tree(USER_SESSIONS)?,
+            challenges: tree(CHALLENGES)?,
+            flusher: start_flusher(db.clone())?,
+            db,
+        })
+    }
+}
+
+/// Starts the thread that flushes once for every batch of queued [`Store::sync`] calls.
+fn start_flusher(db: sled::Db) -> Result<mpsc::Sender<SyncWaiter>, StoreError> {
+    let (sender, receiver) = mpsc::channel::<SyncWaiter>();
+    std::thread::Builder::new()
+        .name("sled-flush".into())
+        .spawn(move || {
+            while let Ok(first) = receiver.recv() {
+                let mut batch = vec![first];
+                batch.extend(receiver.try_iter());
+
+                let result = db.flush().map(drop).map_err(|error| error.to_string());
+                for waiter in batch {
+                    let _ = waiter.send(result.clone());
+                }
+            }
+        })
+        .map_err(|error| StoreError::Database(format!("cannot start flush thread: {error}")))?;
+    Ok(sender)
+}
+
+fn database(error: sled::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|error| StoreError::Database(error.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        StoreError::Corrupt(String::from_utf8_lossy(key).into_owned(), error.to_string())
+    })
+}
+
+fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
+    tree.get(key)
+        .map_err(database)?
+        .map(|bytes| decode(key.as_bytes(), &bytes))
+        .transpose()
+}
+
+/// The index key of a user's session: user id, a zero byte, session id.
+fn user_session_key(user_id: &str, session_id: &str) -> Vec<u8> {
+    [user_id.as_bytes(), &[0], session_id.as_bytes()].concat()
+}
+
+impl Store for SledStore {
+    fn insert_user(&self, user: &UserRecord) -> Result<bool, StoreError> {
+        let claimed = self
+            .user_names
+            .compare_and_swap(&user.name, None::<&[u8]>, Some(user.id.as_bytes()))
+            .map_err(database)?;
+        if claimed.is_err() {
+            return Ok(false);
+        }
+        self.users
+            .insert(&user.id, encode(user)?)
+            .map_err(database)?;
+        Ok(true)
+    }
+
+    fn find_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        get(&self.users, id)
+    }
+
+    fn find_user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        match self.user_names.get(name).map_err(database)? {
+            Some(id) => self.find_user(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.users
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry.map_err(database)?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.user_sessions
+            .insert(user_session_key(&session.user_id, &session.id), &[])
+            .map_err(database)?;
+        self.sessions
+            .insert(&session.id, encode(session)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn find_session(&self, id: &str) -> Result<Option<Versioned<SessionRecord>>, StoreError> {
+        let Some(bytes) = self.sessions.get(id).map_err(database)? else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            record: decode(id.as_bytes(), &bytes)?,
+            version: bytes.to_vec(),
+        }))
+    }
+
+    fn update_session(
+        &self,
+        current: &Versioned<SessionRecord>,
+        next: &SessionRecord,
+    ) -> Result<Update, StoreError> {
+        let swapped = self
+            .sessions
+            .compare_and_swap(
+                &current.record.id,
+                Some(current.version.as_slice()),
+                Some(encode(next)?),
+            )
+            .map_err(database)?;
+        Ok(match swapped {
+            Ok(()) => Update::Applied,
+            Err(_) => Update::Conflict,
+        })
+    }
+
+    fn list_sessions(&self, user_id: Option<&str>) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut sessions = match user_id {
+            Some(user_id) => self.list_user_sessions(user_id)?,
+            None => self
+                .sessions
+                .iter()
+                .map(|entry| {
+                    let (key, value) = entry.map_err(database)?;
+                    decode(&key, &value)
+                })
+                .collect::<Result<Vec<SessionRecord>, _>>()?,
+        };
+        sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(sessions)
+    }
+
+    fn purge_sessions(&self, now: u64, cutoff: u64) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        for entry in self.sessions.iter() {
+            let (key, value) = entry.map_err(database)?;
+            let session: SessionRecord = decode(&key, &value)?;
+            let ended_at = match &session.state {
+                SessionState::Pending | SessionState::Bound => session.expires_at,
+                SessionState::SignedOut { at } | SessionState::Revoked { at, .. } => *at,
+            };
+            let abandoned = session.state == SessionState::Pending && session.expires_at <= now;
+            if ended_at < cutoff || abandoned {
+                self.sessions.remove(&key).map_err(database)?;
+                self.user_sessions
+                    .remove(user_session_key(&session.user_id, &session.id))
+                    .map_err(database)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    fn insert_challenge(&self, challenge: &RegistrationChallenge) -> Result<(), StoreError> {
+        self.challenges
+            .insert(&challenge.value, encode(challenge)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn find_challenge(&self, value: &str) -> Result<Option<RegistrationChallenge>, StoreError> {
+        get(&self.challenges, value)
+    }
+
+    fn consume_challenge(&self, value: &str) -> Result<Option<RegistrationChallenge>, StoreError> {
+        self.challenges
+            .remove(value)
+            .map_err(database)?
+            .map(|bytes| decode(value.as_bytes(), &bytes))
+            .transpose()
+    }
+
+    fn purge_challenges(&self, now: u64) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        for entry in self.challenges.iter() {
+            let (key, value) = entry.map_err(database)?;
+            let challenge: RegistrationChallenge = decode(&key, &value)?;
+            if challenge.expires_at <= now {
+                self.challenges.remove(&key).map_err(database)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    fn sync(&self) -> SyncFuture {
+        let (sender, receiver) = oneshot::channel();
+        let queued = self.flusher.send(sender);
+        Box::pin(async move {
+            queued.map_err(|_| StoreError::Database("flush thread has stopped".into()))?;
+            receiver
+                .await
+                .map_err(|_| StoreError::Database("flush thread has stopped".into()))?
+                .map_err(StoreError::Database)
+        })
+    }
+}
+
+impl SledStore {
+    fn list_user_sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let prefix = [user_id.as_bytes(), &[0]].concat();
+        let mut sessions = Vec::new();
+        for entry in self.user_sessions.scan_prefix(&prefix) {
+            let (key, _) = entry.map_err(database)?;
+            let session_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some(session) = self.find_session(&session_id)? {
+                sessions.push(session.record);
+            }
+        }
+        Ok(sessions)
+    }
+
+    /// Number of stored sessions, for metrics and benchmarks.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Flushes synchronously; used at shutdown.
+    pub fn flush_now(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(database)
+    }
+}
