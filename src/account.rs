@@ -4,8 +4,8 @@
 //! and a sign-in for an unknown user still runs one hash, so response time does not reveal
 //! which names exist.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::{CryptoRng, RngCore};
 
 use crate::clock::UnixTime;
@@ -21,7 +21,9 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Why an account could not be created or a sign-in failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
-    #[error("user name must be 1 to {MAX_NAME_LEN} characters of letters, digits, `.`, `_`, `-` or `@`")]
+    #[error(
+        "user name must be 1 to {MAX_NAME_LEN} characters of letters, digits, `.`, `_`, `-` or `@`"
+    )]
     InvalidName,
     #[error("password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_LEN} bytes long")]
     InvalidPassword,
@@ -73,7 +75,8 @@ fn hash_password(
 ) -> Result<String, AccountError> {
     let mut salt = [0u8; 16];
     rng.fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|error| AccountError::Hash(error.to_string()))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|error| AccountError::Hash(error.to_string()))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())

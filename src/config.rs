@@ -62,7 +62,8 @@ pub struct ServeOptions {
     #[arg(long, env = "DEVBOUND_SESSION_TTL")]
     pub session_ttl: Option<String>,
 
-    /// Lifetime of a DBSC challenge, such as 5m [default: 5m]
+    /// Lifetime of a DBSC challenge sent at sign-in or with a refresh 403, such as 5m. A
+    /// challenge sent ahead with a renewed cookie lives as long as the cookie [default: 5m]
     #[arg(long, env = "DEVBOUND_CHALLENGE_TTL")]
     pub challenge_ttl: Option<String>,
 
@@ -116,9 +117,10 @@ impl ServeOptions {
         let Some(path) = self.config.clone() else {
             return Ok(self);
         };
-        let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read(path.clone(), error))?;
-        let file: ServeOptions =
-            toml::from_str(&text).map_err(|error| ConfigError::Parse(path.clone(), error.to_string()))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|error| ConfigError::Read(path.clone(), error))?;
+        let file: ServeOptions = toml::from_str(&text)
+            .map_err(|error| ConfigError::Parse(path.clone(), error.to_string()))?;
 
         self.data_dir = self.data_dir.or(file.data_dir);
         self.listen = self.listen.or(file.listen);
@@ -154,13 +156,30 @@ impl ServeOptions {
             register_path: REGISTER_PATH.into(),
             refresh_path: REFRESH_PATH.into(),
             cookie,
-            cookie_ttl: duration("--cookie-ttl", self.cookie_ttl.as_deref(), DEFAULT_COOKIE_TTL, 1)?,
-            session_ttl: duration("--session-ttl", self.session_ttl.as_deref(), DEFAULT_SESSION_TTL, 60)?,
-            challenge_ttl: duration("--challenge-ttl", self.challenge_ttl.as_deref(), DEFAULT_CHALLENGE_TTL, 5)?,
+            cookie_ttl: duration(
+                "--cookie-ttl",
+                self.cookie_ttl.as_deref(),
+                DEFAULT_COOKIE_TTL,
+                1,
+            )?,
+            session_ttl: duration(
+                "--session-ttl",
+                self.session_ttl.as_deref(),
+                DEFAULT_SESSION_TTL,
+                60,
+            )?,
+            challenge_ttl: duration(
+                "--challenge-ttl",
+                self.challenge_ttl.as_deref(),
+                DEFAULT_CHALLENGE_TTL,
+                5,
+            )?,
             algorithms: algorithms(self.algorithms.as_deref())?,
         };
         Ok(Config {
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen,
             tls: self.tls_cert.zip(self.tls_key),
             policy,
@@ -196,7 +215,8 @@ fn algorithms(names: Option<&[String]>) -> Result<Vec<Algorithm>, ConfigError> {
     };
     let mut algorithms = Vec::new();
     for name in names {
-        let alg = Algorithm::from_name(name.trim()).ok_or_else(|| ConfigError::Algorithm(name.clone()))?;
+        let alg = Algorithm::from_name(name.trim())
+            .ok_or_else(|| ConfigError::Algorithm(name.clone()))?;
         if !algorithms.contains(&alg) {
             algorithms.push(alg);
         }
@@ -230,8 +250,14 @@ mod tests {
 
     #[test]
     fn origin_is_normalised() {
-        assert_eq!(parse_origin("https://Login.Example.COM:443/").unwrap(), "https://login.example.com");
-        assert_eq!(parse_origin("https://localhost:8443").unwrap(), "https://localhost:8443");
+        assert_eq!(
+            parse_origin("https://Login.Example.COM:443/").unwrap(),
+            "https://login.example.com"
+        );
+        assert_eq!(
+            parse_origin("https://localhost:8443").unwrap(),
+            "https://localhost:8443"
+        );
         assert!(parse_origin("http://localhost").is_err());
         assert!(parse_origin("https://localhost/app").is_err());
         assert!(parse_origin("https://a?b").is_err());
@@ -243,7 +269,10 @@ mod tests {
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.policy.origin, "https://localhost:8443");
         assert_eq!(config.policy.cookie_ttl, 600);
-        assert_eq!(config.policy.algorithms, vec![Algorithm::Es256, Algorithm::Rs256]);
+        assert_eq!(
+            config.policy.algorithms,
+            vec![Algorithm::Es256, Algorithm::Rs256]
+        );
     }
 
     #[test]
@@ -252,7 +281,10 @@ mod tests {
             cookie_ttl: Some("ten minutes".into()),
             ..ServeOptions::default()
         };
-        assert!(matches!(options.resolve(), Err(ConfigError::Duration { .. })));
+        assert!(matches!(
+            options.resolve(),
+            Err(ConfigError::Duration { .. })
+        ));
         let options = ServeOptions {
             algorithms: Some(vec!["HS256".into()]),
             ..ServeOptions::default()

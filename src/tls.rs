@@ -61,7 +61,11 @@ pub fn load_or_create(
 }
 
 fn create_self_signed(cert: &Path, key: &Path, hosts: &[String]) -> Result<(), TlsError> {
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     for host in hosts {
         if !names.contains(host) {
             names.push(host.clone());
@@ -92,7 +96,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
 
 fn spki_sha256(key: &Path) -> Result<String, TlsError> {
     let pem = std::fs::read_to_string(key).map_err(|error| TlsError::Io(key.into(), error))?;
-    let key_pair =
-        rcgen::KeyPair::from_pem(&pem).map_err(|error| TlsError::Key(key.into(), error.to_string()))?;
+    let key_pair = rcgen::KeyPair::from_pem(&pem)
+        .map_err(|error| TlsError::Key(key.into(), error.to_string()))?;
     Ok(STANDARD.encode(sha256(&key_pair.public_key_der())))
 }

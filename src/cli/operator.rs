@@ -19,7 +19,11 @@ use crate::store::{SessionState, SledStore, Store, StoreError, Update};
 
 enum Backend {
     Direct(SledStore),
-    Remote { http: reqwest::Client, url: String, token: String },
+    Remote {
+        http: reqwest::Client,
+        url: String,
+        token: String,
+    },
 }
 
 pub async fn user(command: UserCommand) -> Result<(), String> {
@@ -37,13 +41,18 @@ pub async fn user(command: UserCommand) -> Result<(), String> {
                         .map(|user| json!({ "id": user.id, "name": user.name, "created_at": user.created_at }))
                         .collect()
                 }
-                remote => remote_call(&remote, reqwest::Method::GET, routes::ADMIN_USERS, None).await?["users"]
+                remote => remote_call(&remote, reqwest::Method::GET, routes::ADMIN_USERS, None)
+                    .await?["users"]
                     .as_array()
                     .cloned()
                     .unwrap_or_default(),
             };
             for user in users {
-                println!("{}\t{}", user["name"].as_str().unwrap_or("-"), user["id"].as_str().unwrap_or("-"));
+                println!(
+                    "{}\t{}",
+                    user["name"].as_str().unwrap_or("-"),
+                    user["id"].as_str().unwrap_or("-")
+                );
             }
             Ok(())
         }
@@ -55,7 +64,10 @@ pub async fn session(command: SessionCommand) -> Result<(), String> {
         SessionCommand::List { user, json, data } => {
             let sessions = list_sessions(&open(&data)?, user.as_deref()).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&sessions).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&sessions).unwrap_or_default()
+                );
             } else {
                 print_sessions(&sessions);
             }
@@ -83,7 +95,8 @@ fn read_password() -> Result<String, String> {
 fn open(data: &DataDir) -> Result<Backend, String> {
     let dir = &data.data_dir;
     if !dir.join("db").exists() && !dir.join(SERVER_FILE).exists() {
-        std::fs::create_dir_all(dir).map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
     }
     match SledStore::open(dir) {
         Ok(store) => Ok(Backend::Direct(store)),
@@ -97,20 +110,36 @@ fn remote(dir: &Path) -> Result<Backend, String> {
     let info: ServerInfo = std::fs::read(&info_path)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| format!("the database is in use but {} is missing or invalid", info_path.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "the database is in use but {} is missing or invalid",
+                info_path.display()
+            )
+        })?;
     let token = std::fs::read_to_string(dir.join(ADMIN_TOKEN_FILE))
         .map_err(|error| format!("cannot read the admin token in {}: {error}", dir.display()))?;
     let cert = std::fs::read(&info.cert)
         .map_err(|error| format!("cannot read {}: {error}", info.cert.display()))?;
     let http = crate::client::https_client(&cert).map_err(|error| error.to_string())?;
-    Ok(Backend::Remote { http, url: info.url, token: token.trim().to_owned() })
+    Ok(Backend::Remote {
+        http,
+        url: info.url,
+        token: token.trim().to_owned(),
+    })
 }
 
-async fn remote_call(backend: &Backend, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+async fn remote_call(
+    backend: &Backend,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
     let Backend::Remote { http, url, token } = backend else {
         return Err("not connected to a running service".into());
     };
-    let mut request = http.request(method, format!("{url}{path}")).bearer_auth(token);
+    let mut request = http
+        .request(method, format!("{url}{path}"))
+        .bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -123,23 +152,36 @@ async fn remote_call(backend: &Backend, method: reqwest::Method, path: &str, bod
     if status.is_success() {
         Ok(body)
     } else {
-        Err(body["error_description"].as_str().unwrap_or("request failed").to_owned())
+        Err(body["error_description"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_owned())
     }
 }
 
 async fn add_user(backend: &Backend, name: &str, password: &str) -> Result<(), String> {
     match backend {
         Backend::Direct(store) => {
-            let user = account::new_user(name, password, SystemClock.now(), &mut rand::thread_rng())
-                .map_err(|error| error.to_string())?;
-            if !store.insert_user(&user).map_err(|error| error.to_string())? {
+            let user =
+                account::new_user(name, password, SystemClock.now(), &mut rand::thread_rng())
+                    .map_err(|error| error.to_string())?;
+            if !store
+                .insert_user(&user)
+                .map_err(|error| error.to_string())?
+            {
                 return Err(format!("a user named {name:?} exists already"));
             }
             store.flush_now().map_err(|error| error.to_string())?;
         }
         remote => {
             let body = json!({ "name": name, "password": password });
-            remote_call(remote, reqwest::Method::POST, routes::ADMIN_USERS, Some(body)).await?;
+            remote_call(
+                remote,
+                reqwest::Method::POST,
+                routes::ADMIN_USERS,
+                Some(body),
+            )
+            .await?;
         }
     }
     println!("created user {name}");
@@ -159,8 +201,13 @@ async fn list_sessions(backend: &Backend, user: Option<&str>) -> Result<Value, S
                 ),
                 None => None,
             };
-            let sessions = store.list_sessions(user_id.as_deref()).map_err(|error| error.to_string())?;
-            let views: Vec<SessionView> = sessions.iter().map(|session| SessionView::new(session, None)).collect();
+            let sessions = store
+                .list_sessions(user_id.as_deref())
+                .map_err(|error| error.to_string())?;
+            let views: Vec<SessionView> = sessions
+                .iter()
+                .map(|session| SessionView::new(session, None))
+                .collect();
             Ok(json!(views))
         }
         remote => {
@@ -181,23 +228,40 @@ async fn revoke_session(backend: &Backend, id: &str) -> Result<(), String> {
                 .map_err(|error| error.to_string())?
                 .ok_or_else(|| format!("no session {id:?}"))?;
             let now = SystemClock.now();
-            let revoked = dbsc::end_session(&session.record, SessionState::Revoked { at: now, by: "operator".into() });
-            if store.update_session(&session, &revoked).map_err(|error| error.to_string())? == Update::Conflict {
+            let revoked = dbsc::end_session(
+                &session.record,
+                SessionState::Revoked {
+                    at: now,
+                    by: "operator".into(),
+                },
+            );
+            if store
+                .update_session(&session, &revoked)
+                .map_err(|error| error.to_string())?
+                == Update::Conflict
+            {
                 return Err("the session changed while revoking it; try again".into());
             }
             store.flush_now().map_err(|error| error.to_string())
         }
         remote => {
             let path = routes::with_id(routes::ADMIN_SESSION_REVOKE, id);
-            remote_call(remote, reqwest::Method::POST, &path, None).await.map(drop)
+            remote_call(remote, reqwest::Method::POST, &path, None)
+                .await
+                .map(drop)
         }
     }
 }
 
 fn print_sessions(sessions: &Value) {
-    println!("{:<24} {:<11} {:<6} {:<9} {:<22} {}", "SESSION", "STATE", "ALG", "ASSURANCE", "LAST PROOF", "USER ID");
+    println!(
+        "{:<24} {:<11} {:<6} {:<9} {:<22} USER ID",
+        "SESSION", "STATE", "ALG", "ASSURANCE", "LAST PROOF"
+    );
     for session in sessions.as_array().into_iter().flatten() {
-        let last_proof = session["last_proof_at"].as_u64().map_or_else(|| "-".to_owned(), crate::http::utc);
+        let last_proof = session["last_proof_at"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), crate::http::utc);
         println!(
             "{:<24} {:<11} {:<6} {:<9} {:<22} {}",
             session["id"].as_str().unwrap_or("-"),

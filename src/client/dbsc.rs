@@ -7,9 +7,9 @@ use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::json;
 
 use super::key::{SessionKey, sign_jws};
+use crate::dbsc::SessionInstructions;
 use crate::dbsc::headers::{self, RegistrationOffer};
 use crate::dbsc::proof::PROOF_TYPE;
-use crate::dbsc::SessionInstructions;
 use crate::http::routes;
 
 /// Why a client operation failed.
@@ -68,7 +68,11 @@ impl DbscClient {
     }
 
     /// Signs in with a password and returns the registration the server offered.
-    pub async fn sign_in(&mut self, user: &str, password: &str) -> Result<RegistrationOffer, ClientError> {
+    pub async fn sign_in(
+        &mut self,
+        user: &str,
+        password: &str,
+    ) -> Result<RegistrationOffer, ClientError> {
         let response = self
             .http
             .post(self.url(routes::LOGIN))
@@ -81,17 +85,26 @@ impl DbscClient {
             .map(|value| headers::parse_registration(value.as_bytes()));
         let status = response.status();
         if !status.is_success() {
-            return Err(ClientError::Status { status, body: response.text().await.unwrap_or_default() });
+            return Err(ClientError::Status {
+                status,
+                body: response.text().await.unwrap_or_default(),
+            });
         }
         match offer {
             Some(Ok(mut offers)) if !offers.is_empty() => Ok(offers.remove(0)),
-            Some(Ok(_)) | None => Err(ClientError::Protocol("sign-in offered no registration".into())),
+            Some(Ok(_)) | None => Err(ClientError::Protocol(
+                "sign-in offered no registration".into(),
+            )),
             Some(Err(error)) => Err(ClientError::Protocol(error.to_string())),
         }
     }
 
     /// Signs in and registers this client's key: a bound session in one call.
-    pub async fn sign_in_and_register(&mut self, user: &str, password: &str) -> Result<SessionInstructions, ClientError> {
+    pub async fn sign_in_and_register(
+        &mut self,
+        user: &str,
+        password: &str,
+    ) -> Result<SessionInstructions, ClientError> {
         let offer = self.sign_in(user, password).await?;
         let proof = self.registration_proof(&offer.challenge, offer.authorization.as_deref())?;
         let response = self.post_register(&offer.path, &proof).await?;
@@ -99,7 +112,11 @@ impl DbscClient {
     }
 
     /// A registration proof as Chromium 156 builds it.
-    pub fn registration_proof(&self, challenge: &str, authorization: Option<&str>) -> Result<String, ClientError> {
+    pub fn registration_proof(
+        &self,
+        challenge: &str,
+        authorization: Option<&str>,
+    ) -> Result<String, ClientError> {
         let header = json!({ "alg": self.key.algorithm().name(), "typ": PROOF_TYPE, "jwk": self.key.public_jwk() });
         let mut claims = json!({ "jti": challenge });
         if let Some(authorization) = authorization {
@@ -115,12 +132,25 @@ impl DbscClient {
     }
 
     /// POSTs a registration proof, unquoted as Chromium sends it.
-    pub async fn post_register(&self, path: &str, proof: &str) -> Result<reqwest::Response, ClientError> {
-        Ok(self.http.post(self.url(path)).header(headers::RESPONSE, proof).send().await?)
+    pub async fn post_register(
+        &self,
+        path: &str,
+        proof: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        Ok(self
+            .http
+            .post(self.url(path))
+            .header(headers::RESPONSE, proof)
+            .send()
+            .await?)
     }
 
     /// POSTs to the refresh endpoint for `session_id`, with a proof if given.
-    pub async fn post_refresh(&self, session_id: &str, proof: Option<&str>) -> Result<reqwest::Response, ClientError> {
+    pub async fn post_refresh(
+        &self,
+        session_id: &str,
+        proof: Option<&str>,
+    ) -> Result<reqwest::Response, ClientError> {
         let mut request = self
             .http
             .post(self.url(routes::REFRESH))
@@ -139,14 +169,12 @@ impl DbscClient {
             .session_id
             .clone()
             .ok_or_else(|| ClientError::Protocol("no session to refresh".into()))?;
-        let mut requests = 0;
-        for _ in 0..2 {
+        for requests in 1..=2 {
             let proof = match self.challenge.take() {
                 Some(challenge) => Some(self.refresh_proof(&challenge)?),
                 None => None,
             };
             let response = self.post_refresh(&session_id, proof.as_deref()).await?;
-            requests += 1;
             self.remember_challenge(&response);
             if response.status() == StatusCode::FORBIDDEN && self.challenge.is_some() {
                 continue;
@@ -157,12 +185,19 @@ impl DbscClient {
             }
             return Ok(RefreshOutcome::Renewed { requests });
         }
-        Err(ClientError::Protocol("server rejected the answer to its own challenge".into()))
+        Err(ClientError::Protocol(
+            "server rejected the answer to its own challenge".into(),
+        ))
     }
 
     /// GETs a path with the session cookie.
     pub async fn get(&self, path: &str) -> Result<reqwest::Response, ClientError> {
-        Ok(self.http.get(self.url(path)).header(COOKIE, self.cookie_header()).send().await?)
+        Ok(self
+            .http
+            .get(self.url(path))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await?)
     }
 
     /// POSTs an empty form to a path with the session cookie, like a page's button.
@@ -180,7 +215,11 @@ impl DbscClient {
 
     /// The `Cookie` header this client sends.
     pub fn cookie_header(&self) -> String {
-        let mut pairs: Vec<String> = self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect();
+        let mut pairs: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
         pairs.sort();
         pairs.join("; ")
     }
@@ -194,7 +233,10 @@ impl DbscClient {
         self.cookies.get(name).map(String::as_str)
     }
 
-    async fn accept_instructions(&mut self, response: reqwest::Response) -> Result<SessionInstructions, ClientError> {
+    async fn accept_instructions(
+        &mut self,
+        response: reqwest::Response,
+    ) -> Result<SessionInstructions, ClientError> {
         let status = response.status();
         self.remember_cookies(&response);
         self.remember_challenge(&response);
@@ -202,8 +244,8 @@ impl DbscClient {
         if status != StatusCode::OK {
             return Err(ClientError::Status { status, body });
         }
-        let instructions: SessionInstructions =
-            serde_json::from_str(&body).map_err(|error| ClientError::Protocol(format!("instructions: {error}")))?;
+        let instructions: SessionInstructions = serde_json::from_str(&body)
+            .map_err(|error| ClientError::Protocol(format!("instructions: {error}")))?;
         if let Some(current) = &self.session_id {
             if *current != instructions.session_identifier {
                 return Err(ClientError::Protocol("session_identifier changed".into()));
@@ -231,11 +273,14 @@ impl DbscClient {
     fn remember_cookies(&mut self, response: &reqwest::Response) {
         for value in response.headers().get_all(SET_COOKIE) {
             let Ok(text) = value.to_str() else { continue };
-            let Ok(cookie) = cookie::Cookie::parse(text.to_owned()) else { continue };
+            let Ok(cookie) = cookie::Cookie::parse(text.to_owned()) else {
+                continue;
+            };
             if cookie.max_age().is_some_and(|age| age.is_zero()) || cookie.value().is_empty() {
                 self.cookies.remove(cookie.name());
             } else {
-                self.cookies.insert(cookie.name().to_owned(), cookie.value().to_owned());
+                self.cookies
+                    .insert(cookie.name().to_owned(), cookie.value().to_owned());
             }
         }
     }

@@ -25,7 +25,9 @@ impl SessionKey {
     /// Generates a key for `alg` from the operating system's random number generator.
     pub fn generate(alg: Algorithm) -> Result<Self, String> {
         match alg {
-            Algorithm::Es256 => Ok(Self::Es256(Box::new(SigningKey::random(&mut rand::rngs::OsRng)))),
+            Algorithm::Es256 => Ok(Self::Es256(Box::new(SigningKey::random(
+                &mut rand::rngs::OsRng,
+            )))),
             Algorithm::Rs256 => RsaKeyPair::generate(KeySize::Rsa2048)
                 .map(|key| Self::Rs256(Box::new(key)))
                 .map_err(|_| "RSA key generation failed".to_owned()),
@@ -71,8 +73,13 @@ impl SessionKey {
             }
             Self::Rs256(key) => {
                 let mut signature = vec![0u8; key.public_modulus_len()];
-                key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut signature)
-                    .map_err(|_| "RSA signing failed".to_owned())?;
+                key.sign(
+                    &RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    message,
+                    &mut signature,
+                )
+                .map_err(|_| "RSA signing failed".to_owned())?;
                 Ok(signature)
             }
         }

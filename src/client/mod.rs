@@ -18,7 +18,8 @@ pub fn https_client(root_pem: &[u8]) -> Result<reqwest::Client, ClientError> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(root_pem) {
-        let cert = cert.map_err(|error| ClientError::Setup(format!("invalid certificate PEM: {error}")))?;
+        let cert =
+            cert.map_err(|error| ClientError::Setup(format!("invalid certificate PEM: {error}")))?;
         roots
             .add(cert)
             .map_err(|error| ClientError::Setup(format!("unusable certificate: {error}")))?;

@@ -68,8 +68,7 @@ pub enum Jwk {
 impl Jwk {
     /// Parses and validates a public JWK from its JSON value.
     pub fn from_value(value: &serde_json::Value) -> Result<Self, JwkError> {
-        let raw: RawJwk =
-            serde_json::from_value(value.clone()).map_err(|_| JwkError::Malformed)?;
+        let raw: RawJwk = serde_json::from_value(value.clone()).map_err(|_| JwkError::Malformed)?;
         reject_private_members(&raw)?;
 
         let jwk = match raw.kty.as_deref() {
@@ -180,7 +179,10 @@ fn parse_ec(raw: RawJwk) -> Result<Jwk, JwkError> {
     if crv != "P-256" {
         return Err(JwkError::UnsupportedCurve(crv));
     }
-    let (x, y) = (raw.x.ok_or(JwkError::Malformed)?, raw.y.ok_or(JwkError::Malformed)?);
+    let (x, y) = (
+        raw.x.ok_or(JwkError::Malformed)?,
+        raw.y.ok_or(JwkError::Malformed)?,
+    );
 
     // RFC 7518 §6.2.1.2: each coordinate is the full 32-byte field element.
     if decode_member(&x, "x")?.len() != 32 || decode_member(&y, "y")?.len() != 32 {
@@ -190,7 +192,10 @@ fn parse_ec(raw: RawJwk) -> Result<Jwk, JwkError> {
 }
 
 fn parse_rsa(raw: RawJwk) -> Result<Jwk, JwkError> {
-    let (n, e) = (raw.n.ok_or(JwkError::Malformed)?, raw.e.ok_or(JwkError::Malformed)?);
+    let (n, e) = (
+        raw.n.ok_or(JwkError::Malformed)?,
+        raw.e.ok_or(JwkError::Malformed)?,
+    );
     let modulus = decode_member(&n, "n")?;
 
     // RFC 7518 §6.3.1.1: the modulus has no leading zero octets.
@@ -201,7 +206,22 @@ fn parse_rsa(raw: RawJwk) -> Result<Jwk, JwkError> {
     if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
         return Err(JwkError::RsaModulusSize(bits));
     }
+
+    // RFC 7518 §2: `e` is a Base64urlUInt, so it too has no leading zero octets. RFC 8017 §3.1:
+    // n is a product of odd primes, and e is odd and at least 3. aws-lc-rs accepts any exponent,
+    // and with e = 1 anyone can compute a valid signature from the public key alone.
+    let exponent = decode_member(&e, "e")?;
+    let minimal = exponent.first() != Some(&0);
+    let at_least_3 = exponent.len() > 1 || exponent.first() >= Some(&3);
+    if !minimal || !at_least_3 || !is_odd(&exponent) || !is_odd(&modulus) {
+        return Err(JwkError::InvalidRsaKey);
+    }
     Ok(Jwk::Rsa { n, e })
+}
+
+/// Whether a big-endian unsigned integer is odd.
+fn is_odd(big_endian: &[u8]) -> bool {
+    big_endian.last().is_some_and(|byte| byte % 2 == 1)
 }
 
 fn decode_member(value: &str, name: &'static str) -> Result<Vec<u8>, JwkError> {
@@ -231,10 +251,7 @@ mod tests {
     #[test]
     fn from_value_rejects_private_member() {
         let value = json!({"kty": "RSA", "n": RFC7638_N, "e": "AQAB", "d": "AQAB"});
-        assert_eq!(
-            Jwk::from_value(&value),
-            Err(JwkError::PrivateMember("d"))
-        );
+        assert_eq!(Jwk::from_value(&value), Err(JwkError::PrivateMember("d")));
     }
 
     #[test]
@@ -242,6 +259,31 @@ mod tests {
         let value = json!({"kty": "EC", "crv": "P-256", "x": base64url::encode([1u8; 32]),
             "y": base64url::encode([2u8; 32])});
         assert_eq!(Jwk::from_value(&value), Err(JwkError::InvalidPoint));
+    }
+
+    #[test]
+    fn from_value_rejects_weak_rsa_exponents_and_even_modulus() {
+        let rsa = |n: &str, e: &str| json!({"kty": "RSA", "n": n, "e": e});
+        // 1 and 2, an even exponent (65536), and 65537 with a leading zero octet.
+        for e in ["AQ", "Ag", "AQAA", "AAEAAQ"] {
+            assert_eq!(
+                Jwk::from_value(&rsa(RFC7638_N, e)),
+                Err(JwkError::InvalidRsaKey),
+                "e = {e}"
+            );
+        }
+
+        let mut even = base64url::decode(RFC7638_N).unwrap();
+        if let Some(last) = even.last_mut() {
+            *last &= 0xfe;
+        }
+        let even = base64url::encode(even);
+        assert_eq!(
+            Jwk::from_value(&rsa(&even, "AQAB")),
+            Err(JwkError::InvalidRsaKey)
+        );
+        assert!(Jwk::from_value(&rsa(RFC7638_N, "AQAB")).is_ok());
+        assert!(Jwk::from_value(&rsa(RFC7638_N, "Aw")).is_ok(), "e = 3");
     }
 
     #[test]

@@ -70,9 +70,10 @@ pub enum JoseError {
     BadSignature,
 }
 
-/// The protected header members devbound reads. Members that would let a token choose its own
-/// verification key by reference (`jku`, `x5u`, `x5c`, `kid` where not expected) or demand
-/// unknown processing (`crit`) are captured so that callers can reject them.
+/// The protected header members devbound reads. `kid` is kept for verifiers that look a key up
+/// by id in a set devbound owns; DBSC proofs ignore it. Members that would make devbound fetch
+/// or chain a key (`jku`, `x5u`, `x5c`) or demand unknown processing (`crit`) are rejected by
+/// [`CompactJws::parse`].
 #[derive(Debug, Deserialize)]
 pub struct JoseHeader {
     pub alg: String,
@@ -108,9 +109,9 @@ impl<'a> CompactJws<'a> {
             return Err(JoseError::NotCompact);
         };
 
-        let header_bytes = base64url::decode(header_b64).map_err(|_| JoseError::Encoding("header"))?;
-        let header: JoseHeader = serde_json::from_slice(&header_bytes)
-            .map_err(|error| JoseError::Header(error.to_string()))?;
+        let header_bytes =
+            base64url::decode(header_b64).map_err(|_| JoseError::Encoding("header"))?;
+        let header: JoseHeader = from_json(&header_bytes).map_err(JoseError::Header)?;
         let alg = check_header(&header, accepted)?;
 
         let payload = base64url::decode(payload_b64).map_err(|_| JoseError::Encoding("payload"))?;
@@ -127,10 +128,11 @@ impl<'a> CompactJws<'a> {
         })
     }
 
-    /// Requires the header `typ` to be exactly `expected` (RFC 8725 §3.11 explicit typing).
+    /// Requires the header `typ` to be `expected` (RFC 8725 §3.11 explicit typing). Media type
+    /// names are compared case-insensitively (RFC 7515 §4.1.9).
     pub fn require_type(&self, expected: &'static str) -> Result<(), JoseError> {
         match self.header.typ.as_deref() {
-            Some(found) if found == expected => Ok(()),
+            Some(found) if found.eq_ignore_ascii_case(expected) => Ok(()),
             found => Err(JoseError::WrongType {
                 found: found.map(str::to_owned),
                 expected,
@@ -157,8 +159,16 @@ impl<'a> CompactJws<'a> {
         key.key
             .verify_sig(self.signing_input.as_bytes(), &self.signature)
             .map_err(|_| JoseError::BadSignature)?;
-        serde_json::from_slice(&self.payload).map_err(|error| JoseError::Payload(error.to_string()))
+        from_json(&self.payload).map_err(JoseError::Payload)
     }
+}
+
+/// Deserializes a JOSE header or JWT claims set, which must be UTF-8 JSON (RFC 7515 §5.2 step 3,
+/// RFC 7519 §7.2 step 10). The text is checked as a whole first because
+/// `serde_json::from_slice` does not check the UTF-8 of members that it skips.
+fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let text = std::str::from_utf8(bytes).map_err(|error| error.to_string())?;
+    serde_json::from_str(text).map_err(|error| error.to_string())
 }
 
 fn check_header(header: &JoseHeader, accepted: &[Algorithm]) -> Result<Algorithm, JoseError> {
@@ -189,6 +199,7 @@ fn check_header(header: &JoseHeader, accepted: &[Algorithm]) -> Result<Algorithm
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::SessionKey;
 
     fn token(header: &str, payload: &str) -> String {
         format!(
@@ -238,5 +249,42 @@ mod tests {
             CompactJws::parse(&duplicate, &[Algorithm::Es256]),
             Err(JoseError::Header(_))
         ));
+    }
+
+    #[test]
+    fn parse_rejects_header_that_is_not_utf8() {
+        // 0xb4 is a UTF-8 continuation byte with no lead byte, inside a member parse skips.
+        let header = b"{\"alg\":\"ES256\",\"x\":\"\xb4\"}";
+        let jws = format!(
+            "{}.{}.{}",
+            base64url::encode(header),
+            base64url::encode("{}"),
+            base64url::encode([0u8; 64])
+        );
+        let result = CompactJws::parse(&jws, &[Algorithm::Es256]);
+        assert!(matches!(result, Err(JoseError::Header(_))), "{result:?}");
+    }
+
+    #[test]
+    fn verify_rejects_payload_that_is_not_utf8() {
+        let signing_key = p256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap();
+        let key = SessionKey::Es256(Box::new(signing_key));
+        let public = Jwk::from_value(&key.public_jwk())
+            .and_then(|jwk| jwk.parse_key())
+            .unwrap();
+
+        let payload = b"{\"jti\":\"c1\",\"x\":\"\xb4\"}";
+        let signing_input = format!(
+            "{}.{}",
+            base64url::encode(r#"{"alg":"ES256"}"#),
+            base64url::encode(payload)
+        );
+        let signature = key.sign(signing_input.as_bytes()).unwrap();
+        let jws = format!("{signing_input}.{}", base64url::encode(signature));
+
+        let parsed = CompactJws::parse(&jws, &[Algorithm::Es256]).unwrap();
+        // `IgnoredAny` skips every member, as a claims struct skips the members it does not name.
+        let result = parsed.verify::<serde::de::IgnoredAny>(&public);
+        assert!(matches!(result, Err(JoseError::Payload(_))), "{result:?}");
     }
 }

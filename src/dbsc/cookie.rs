@@ -43,16 +43,12 @@ pub struct BoundCookie {
 }
 
 impl BoundCookie {
-    pub fn new(
-        name: &str,
-        domain: Option<&str>,
-        same_site: SameSite,
-    ) -> Result<Self, CookieError> {
+    pub fn new(name: &str, domain: Option<&str>, same_site: SameSite) -> Result<Self, CookieError> {
         // RFC 6265 §4.1.1: a cookie name is an RFC 7230 token.
         let valid_name = !name.is_empty()
-            && name.bytes().all(|byte| {
-                byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-            });
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte));
         if !valid_name {
             return Err(CookieError::InvalidName(name.to_owned()));
         }
@@ -136,7 +132,10 @@ mod tests {
             cookie.set("s.c", 600),
             "__Host-devbound=s.c; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600"
         );
-        assert_eq!(cookie.attributes(), "Path=/; Secure; HttpOnly; SameSite=Lax");
+        assert_eq!(
+            cookie.attributes(),
+            "Path=/; Secure; HttpOnly; SameSite=Lax"
+        );
         assert_eq!(
             cookie.clear(),
             "__Host-devbound=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"

@@ -8,7 +8,9 @@ pub enum DbscError {
     Jose(#[from] JoseError),
     #[error("registration proof has no `jwk` header")]
     MissingJwk,
-    #[error("refresh proof carries a `jwk` header; refreshes are verified only with the stored key")]
+    #[error(
+        "refresh proof carries a `jwk` header; refreshes are verified only with the stored key"
+    )]
     UnexpectedJwk,
     #[error("proof has no `jti` string claim")]
     MissingJti,

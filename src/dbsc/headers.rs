@@ -14,7 +14,7 @@ pub const CHALLENGE: &str = "secure-session-challenge";
 pub const SKIPPED: &str = "secure-session-skipped";
 
 /// Longest header value parsed, in bytes.
-const MAX_HEADER_LEN: usize = 8 * 1024;
+pub const MAX_HEADER_LEN: usize = 8 * 1024;
 
 /// Why a DBSC header could not be parsed or built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,7 +144,13 @@ pub fn parse_registration(value: &[u8]) -> Result<Vec<RegistrationOffer>, Header
                 .iter()
                 .filter_map(|item| item.bare_item.as_token().map(str::to_owned))
                 .collect();
-            let param = |key: &str| inner.params.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+            let param = |key: &str| {
+                inner
+                    .params
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            };
             Ok(RegistrationOffer {
                 algorithms,
                 path: param("path").ok_or(HeaderError::Shape(REGISTRATION))?,
@@ -165,7 +171,10 @@ pub fn parse_challenges(value: &[u8]) -> Result<Vec<(String, Option<String>)>, H
                 params,
             }) => Ok((
                 challenge,
-                params.get("id").and_then(|id| id.as_str()).map(str::to_owned),
+                params
+                    .get("id")
+                    .and_then(|id| id.as_str())
+                    .map(str::to_owned),
             )),
             _ => Err(HeaderError::Shape(CHALLENGE)),
         })

@@ -12,6 +12,9 @@ use crate::store::{
     Assurance, PendingChallenge, RegistrationChallenge, SessionRecord, SessionState,
 };
 
+/// How long a credential replaced by a refresh keeps working, in seconds.
+pub const REPLACED_CREDENTIAL_GRACE: u64 = 60;
+
 /// The settings registration and refresh depend on.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -24,7 +27,8 @@ pub struct Policy {
     pub cookie_ttl: u64,
     /// Lifetime of a session from sign-in, in seconds.
     pub session_ttl: u64,
-    /// Lifetime of a challenge, in seconds.
+    /// Lifetime of a challenge sent at sign-in or with a refresh 403, in seconds. A challenge
+    /// sent ahead with a renewed cookie lives as long as the cookie if that is longer.
     pub challenge_ttl: u64,
     pub algorithms: Vec<Algorithm>,
 }
@@ -94,6 +98,8 @@ pub fn begin_sign_in(
         challenge: None,
         credential_digest: None,
         credential_expires_at: 0,
+        previous_credential_digest: None,
+        previous_credential_expires_at: 0,
         last_proof_at: None,
         refresh_count: 0,
     };
@@ -159,12 +165,28 @@ pub fn issue_challenge(
     now: UnixTime,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> SessionRecord {
+    with_new_challenge(session, now + policy.challenge_ttl, rng)
+}
+
+fn with_new_challenge(
+    session: &SessionRecord,
+    expires_at: UnixTime,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> SessionRecord {
     let mut next = session.clone();
     next.challenge = Some(PendingChallenge {
         value: Secret::generate(rng, SECRET_BYTES).expose().to_owned(),
-        expires_at: now + policy.challenge_ttl,
+        expires_at,
     });
     next
+}
+
+/// The session's challenge, if it has one that has not expired at `now`.
+pub fn outstanding_challenge(session: &SessionRecord, now: UnixTime) -> Option<&PendingChallenge> {
+    session
+        .challenge
+        .as_ref()
+        .filter(|challenge| now < challenge.expires_at)
 }
 
 /// Checks that a verified refresh proof answers the session's outstanding challenge.
@@ -200,7 +222,18 @@ pub fn renew(
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Issued {
     let credential = Secret::generate(rng, SECRET_BYTES);
-    let mut next = issue_challenge(policy, session, now, rng);
+
+    // Chromium caches this challenge and signs it for the refresh it makes about 2 minutes
+    // before the cookie expires, so the challenge lives at least as long as the cookie.
+    let challenge_expires_at = now + policy.cookie_ttl.max(policy.challenge_ttl);
+    let mut next = with_new_challenge(session, challenge_expires_at, rng);
+
+    // Chromium may send a request with the old cookie while a refresh is in flight, so the
+    // replaced credential keeps working for a short grace period, never past its own expiry.
+    next.previous_credential_digest = session.credential_digest;
+    next.previous_credential_expires_at = session
+        .credential_expires_at
+        .min(now + REPLACED_CREDENTIAL_GRACE);
     next.credential_digest = Some(credential.digest());
     next.credential_expires_at = now + policy.cookie_ttl;
     next.last_proof_at = Some(now);
@@ -217,5 +250,6 @@ pub fn end_session(session: &SessionRecord, state: SessionState) -> SessionRecor
     ended.state = state;
     ended.challenge = None;
     ended.credential_digest = None;
+    ended.previous_credential_digest = None;
     ended
 }

@@ -14,8 +14,8 @@ pub use cookie::{BoundCookie, CookieError, SameSite};
 pub use error::DbscError;
 pub use instructions::SessionInstructions;
 pub use lifecycle::{
-    Issued, Policy, SignIn, begin_sign_in, check_refresh_proof, complete_registration, end_session,
-    issue_challenge, renew,
+    Issued, Policy, REPLACED_CREDENTIAL_GRACE, SignIn, begin_sign_in, check_refresh_proof,
+    complete_registration, end_session, issue_challenge, outstanding_challenge, renew,
 };
 pub use proof::{RefreshProof, RegistrationProof};
 

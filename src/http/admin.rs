@@ -41,7 +41,11 @@ pub async fn list_users(State(state): State<AppState>, headers: HeaderMap) -> Re
         Ok(users) => {
             let views: Vec<UserView> = users
                 .into_iter()
-                .map(|user| UserView { id: user.id, name: user.name, created_at: user.created_at })
+                .map(|user| UserView {
+                    id: user.id,
+                    name: user.name,
+                    created_at: user.created_at,
+                })
                 .collect();
             Json(json!({ "users": views })).into_response()
         }
@@ -58,30 +62,63 @@ pub async fn add_user(
         return response;
     }
     let Ok(Json(new_user)) = body else {
-        return api_error(StatusCode::BAD_REQUEST, "invalid_request", "body must be JSON with name and password");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "body must be JSON with name and password",
+        );
     };
     let now = state.clock.now();
     let created = tokio::task::spawn_blocking(move || {
-        account::new_user(&new_user.name, &new_user.password, now, &mut rand::thread_rng())
+        account::new_user(
+            &new_user.name,
+            &new_user.password,
+            now,
+            &mut rand::thread_rng(),
+        )
     })
     .await;
     let user = match created {
         Ok(Ok(user)) => user,
         Ok(Err(error)) => {
-            return (StatusCode::BAD_REQUEST, Json(json!({ "error": "invalid_request", "error_description": error.to_string() }))).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": "invalid_request", "error_description": error.to_string() })),
+            )
+                .into_response();
         }
-        Err(_) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"),
+        Err(_) => {
+            return api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal error",
+            );
+        }
     };
     match state.store.insert_user(&user) {
         Ok(true) => {}
-        Ok(false) => return api_error(StatusCode::CONFLICT, "user_exists", "a user with this name exists"),
+        Ok(false) => {
+            return api_error(
+                StatusCode::CONFLICT,
+                "user_exists",
+                "a user with this name exists",
+            );
+        }
         Err(error) => return api_error_store(&error),
     }
     if let Err(error) = state.store.sync().await {
         return api_error_store(&error);
     }
     tracing::info!(target: "security", user = %user.id, name = %user.name, "user created by operator");
-    (StatusCode::CREATED, Json(UserView { id: user.id, name: user.name, created_at: user.created_at })).into_response()
+    (
+        StatusCode::CREATED,
+        Json(UserView {
+            id: user.id,
+            name: user.name,
+            created_at: user.created_at,
+        }),
+    )
+        .into_response()
 }
 
 pub async fn list_sessions(
@@ -92,7 +129,11 @@ pub async fn list_sessions(
     if let Err(response) = check_admin(&state, &headers) {
         return response;
     }
-    let user_id = match filter.user.as_deref().map(|name| state.store.find_user_by_name(name)) {
+    let user_id = match filter
+        .user
+        .as_deref()
+        .map(|name| state.store.find_user_by_name(name))
+    {
         None => None,
         Some(Ok(Some(user))) => Some(user.id),
         Some(Ok(None)) => return api_error(StatusCode::NOT_FOUND, "not_found", "no such user"),
@@ -100,8 +141,10 @@ pub async fn list_sessions(
     };
     match state.store.list_sessions(user_id.as_deref()) {
         Ok(sessions) => {
-            let views: Vec<SessionView> =
-                sessions.iter().map(|session| SessionView::new(session, None)).collect();
+            let views: Vec<SessionView> = sessions
+                .iter()
+                .map(|session| SessionView::new(session, None))
+                .collect();
             Json(json!({ "sessions": views })).into_response()
         }
         Err(error) => api_error_store(&error),
@@ -139,5 +182,9 @@ fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     }
     tracing::info!(target: "security", "admin API request with a missing or wrong token");
     state.metrics.refuse("admin", "bad_token");
-    Err(api_error(StatusCode::UNAUTHORIZED, "unauthorized", "admin token required"))
+    Err(api_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "admin token required",
+    ))
 }

@@ -37,7 +37,11 @@ pub async fn revoke_session(
     headers: HeaderMap,
 ) -> Response {
     if !auth::same_origin(&state, &headers) {
-        return api_error(StatusCode::FORBIDDEN, "cross_origin", "request came from another origin");
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "request came from another origin",
+        );
     }
     let now = state.clock.now();
     let current = match api_session(&state, &headers, now) {
@@ -89,31 +93,55 @@ pub async fn revoke(
     match state.store.update_session(&session, &revoked) {
         Ok(Update::Applied) => {}
         Ok(Update::Conflict) => {
-            return Err(api_error(StatusCode::CONFLICT, "conflict", "session changed; try again"));
+            return Err(api_error(
+                StatusCode::CONFLICT,
+                "conflict",
+                "session changed; try again",
+            ));
         }
         Err(error) => return Err(api_error_store(&error)),
     }
-    state.store.sync().await.map_err(|error| api_error_store(&error))?;
+    state
+        .store
+        .sync()
+        .await
+        .map_err(|error| api_error_store(&error))?;
     tracing::info!(target: "security", session = %revoked.id, user = %revoked.user_id, by, "session revoked");
     Ok(revoked)
 }
 
-fn api_session(state: &AppState, headers: &HeaderMap, now: u64) -> Result<CurrentSession, Response> {
+fn api_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<CurrentSession, Response> {
     match auth::authenticate(state, headers, now) {
         Ok(current) => Ok(current),
         Err(AuthError::Unauthenticated(reason)) => {
             state.metrics.refuse("api", reason.reason());
-            Err(api_error(StatusCode::UNAUTHORIZED, "unauthenticated", "a bound session cookie is required"))
+            Err(api_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "a bound session cookie is required",
+            ))
         }
         Err(AuthError::Store(error)) => Err(api_error_store(&error)),
     }
 }
 
 pub fn api_error(status: StatusCode, code: &'static str, description: &'static str) -> Response {
-    (status, Json(json!({ "error": code, "error_description": description }))).into_response()
+    (
+        status,
+        Json(json!({ "error": code, "error_description": description })),
+    )
+        .into_response()
 }
 
 pub fn api_error_store(error: &StoreError) -> Response {
     tracing::error!(%error, "store failure in API request");
-    api_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+    api_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "internal error",
+    )
 }

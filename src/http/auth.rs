@@ -109,16 +109,22 @@ fn check_session(
     if !session.is_bound() {
         return Err(Unauthenticated::NotBound);
     }
-    let Some(expected) = session.credential_digest else {
-        return Err(Unauthenticated::WrongCredential);
-    };
-    if !constant_time_eq(&credential.digest(), &expected) {
-        return Err(Unauthenticated::WrongCredential);
-    }
+    let digest = credential.digest();
+    let current = session
+        .credential_digest
+        .is_some_and(|expected| constant_time_eq(&digest, &expected));
+    let previous = session
+        .previous_credential_digest
+        .is_some_and(|expected| constant_time_eq(&digest, &expected));
 
     // A copied cookie stops working when the credential's lifetime ends, even if the attacker
     // keeps the cookie past its Max-Age.
-    if now >= session.credential_expires_at {
+    let expires_at = match (current, previous) {
+        (true, _) => session.credential_expires_at,
+        (false, true) => session.previous_credential_expires_at,
+        (false, false) => return Err(Unauthenticated::WrongCredential),
+    };
+    if now >= expires_at {
         return Err(Unauthenticated::CookieExpired);
     }
     Ok(())

@@ -87,7 +87,8 @@ async fn register_session(
     request: &HeaderMap,
     now: UnixTime,
 ) -> Result<Issued, Failure> {
-    let token = read_header(request, headers::RESPONSE)?.ok_or(Failure::BadRequest("missing_proof"))?;
+    let token =
+        read_header(request, headers::RESPONSE)?.ok_or(Failure::BadRequest("missing_proof"))?;
     let policy = &state.policy;
     let proof = proof::verify_registration(&token, &policy.algorithms, &policy.register_url())?;
 
@@ -141,10 +142,8 @@ async fn refresh_session(state: &AppState, request: &HeaderMap, now: UnixTime) -
         Err(error) => return server_error("refresh", &error),
     };
 
-    let token = match read_header(request, headers::RESPONSE) {
-        Ok(token) => token,
-        Err(_) => None,
-    };
+    // A repeated or malformed proof header counts as no proof: the browser gets a challenge.
+    let token = read_header(request, headers::RESPONSE).unwrap_or_default();
     let Some(token) = token else {
         return challenge(state, session, now).await;
     };
@@ -196,8 +195,14 @@ async fn renew(state: &AppState, session: Versioned<SessionRecord>, now: UnixTim
     renewed_response(state, &issued)
 }
 
-/// Answers 403 with a fresh challenge for the session.
+/// Answers 403 with the session's outstanding challenge, or a new one if it has none left.
+///
+/// Reusing an unexpired challenge means that a request without a proof, which anyone who knows
+/// the session id can send, cannot replace the challenge the browser has cached.
 async fn challenge(state: &AppState, session: Versioned<SessionRecord>, now: UnixTime) -> Response {
+    if dbsc::outstanding_challenge(&session.record, now).is_some() {
+        return challenge_response(state, &session.record);
+    }
     let mut current = session;
     for _ in 0..MAX_UPDATE_ATTEMPTS {
         let next = {
@@ -210,14 +215,19 @@ async fn challenge(state: &AppState, session: Versioned<SessionRecord>, now: Uni
             Err(error) => return server_error("refresh", &error),
         }
         current = match state.store.find_session(&current.record.id) {
-            Ok(Some(session)) if session.record.is_bound() && session.record.is_live(now) => session,
+            Ok(Some(session)) if session.record.is_bound() && session.record.is_live(now) => {
+                session
+            }
             Ok(found) => {
                 return terminate(state, &current.record.id, found.as_ref().map(|s| &s.record));
             }
             Err(error) => return server_error("refresh", &error),
         };
     }
-    server_error("refresh", &StoreError::Database("session kept changing".into()))
+    server_error(
+        "refresh",
+        &StoreError::Database("session kept changing".into()),
+    )
 }
 
 async fn challenge_latest(state: &AppState, session_id: &str, now: UnixTime) -> Response {
@@ -232,7 +242,10 @@ async fn challenge_latest(state: &AppState, session_id: &str, now: UnixTime) -> 
 
 fn challenge_response(state: &AppState, session: &SessionRecord) -> Response {
     let Some(header) = challenge_header(session) else {
-        return server_error("refresh", &StoreError::Database("challenge not representable".into()));
+        return server_error(
+            "refresh",
+            &StoreError::Database("challenge not representable".into()),
+        );
     };
     count(state, "refresh", "challenged");
     (
@@ -269,10 +282,14 @@ fn renewed_response(state: &AppState, issued: &Issued) -> Response {
         &policy.cookie,
     );
     let cookie = policy.cookie.set(&issued.cookie_value(), policy.cookie_ttl);
-    let (Ok(cookie), Some(challenge)) =
-        (HeaderValue::from_str(&cookie), challenge_header(&issued.session))
-    else {
-        return server_error("refresh", &StoreError::Database("cookie not representable".into()));
+    let (Ok(cookie), Some(challenge)) = (
+        HeaderValue::from_str(&cookie),
+        challenge_header(&issued.session),
+    ) else {
+        return server_error(
+            "refresh",
+            &StoreError::Database("cookie not representable".into()),
+        );
     };
 
     let mut response = Json(instructions).into_response();

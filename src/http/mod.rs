@@ -63,7 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route(routes::REFRESH, post(dbsc::refresh))
         .route(routes::API_SESSIONS, get(api::list_sessions))
         .route(routes::API_SESSION, delete(api::revoke_session))
-        .route(routes::ADMIN_USERS, get(admin::list_users).post(admin::add_user))
+        .route(
+            routes::ADMIN_USERS,
+            get(admin::list_users).post(admin::add_user),
+        )
         .route(routes::ADMIN_SESSIONS, get(admin::list_sessions))
         .route(routes::ADMIN_SESSION_REVOKE, post(admin::revoke_session))
         .route(routes::HEALTHZ, get(|| async { "ok\n" }))
@@ -71,7 +74,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl axum::response::IntoResponse {
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,

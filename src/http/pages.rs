@@ -8,10 +8,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::AppState;
 use super::auth::{self, AuthError, CurrentSession};
 use super::routes;
 use super::views::{self, escape, page, utc};
-use super::AppState;
 use crate::account;
 use crate::dbsc::{self, headers};
 use crate::metrics::Outcome;
@@ -67,7 +67,13 @@ pub async fn login(
     }
     let Ok(Form(form)) = form else {
         state.metrics.refuse("login", "malformed_form");
-        return (StatusCode::BAD_REQUEST, Html(login_page(r#"<p class="notice">The sign-in form needs a user name and a password.</p>"#))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(login_page(
+                r#"<p class="notice">The sign-in form needs a user name and a password.</p>"#,
+            )),
+        )
+            .into_response();
     };
     let now = state.clock.now();
 
@@ -85,7 +91,11 @@ pub async fn login(
     };
     match start_session(&state, &user.id, now).await {
         Ok(response) => {
-            state.metrics.sign_ins.get_or_create(&Outcome { outcome: "success" }).inc();
+            state
+                .metrics
+                .sign_ins
+                .get_or_create(&Outcome { outcome: "success" })
+                .inc();
             response
         }
         Err(error) => internal_error("login", &error),
@@ -113,11 +123,20 @@ async fn check_password(
         (Ok(Err(error)), _) => {
             tracing::info!(target: "security", reason = %error, "password sign-in rejected");
             state.metrics.refuse("login", "bad_credentials");
-            state.metrics.sign_ins.get_or_create(&Outcome { outcome: "rejected" }).inc();
+            state
+                .metrics
+                .sign_ins
+                .get_or_create(&Outcome {
+                    outcome: "rejected",
+                })
+                .inc();
             let notice = r#"<p class="notice">The user name or password is incorrect.</p>"#;
             Err((StatusCode::UNAUTHORIZED, Html(login_page(notice))).into_response())
         }
-        _ => Err(internal_error("login", &StoreError::Database("password check failed".into()))),
+        _ => Err(internal_error(
+            "login",
+            &StoreError::Database("password check failed".into()),
+        )),
     }
 }
 
@@ -232,7 +251,11 @@ pub async fn sessions(State(state): State<AppState>, headers: HeaderMap) -> Resp
         "<table><tr><th>Session</th><th>State</th><th>Algorithm</th><th>Last proof</th><th>Signed in</th><th></th></tr>\n{rows}</table>\n<p><a href=\"{}\">Back</a></p>",
         routes::APP
     );
-    ([(CACHE_CONTROL, "no-store")], Html(page("Your sessions", &body))).into_response()
+    (
+        [(CACHE_CONTROL, "no-store")],
+        Html(page("Your sessions", &body)),
+    )
+        .into_response()
 }
 
 pub async fn revoke_session(
@@ -303,7 +326,14 @@ fn signed_in(
 fn forbidden_origin(state: &AppState, endpoint: &'static str) -> Response {
     tracing::info!(target: "security", endpoint, "cross-origin form post rejected");
     state.metrics.refuse(endpoint, "cross_origin");
-    (StatusCode::FORBIDDEN, Html(page("Forbidden", "<p>This form must be sent from devbound's own pages.</p>"))).into_response()
+    (
+        StatusCode::FORBIDDEN,
+        Html(page(
+            "Forbidden",
+            "<p>This form must be sent from devbound's own pages.</p>",
+        )),
+    )
+        .into_response()
 }
 
 pub fn internal_error(endpoint: &'static str, error: &StoreError) -> Response {

@@ -78,7 +78,11 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
         config.policy.origin = format!("https://localhost:{}", addr.port());
     }
 
-    let tls = tls::load_or_create(config.tls.as_ref(), &config.data_dir, &certificate_hosts(&config, addr))?;
+    let tls = tls::load_or_create(
+        config.tls.as_ref(),
+        &config.data_dir,
+        &certificate_hosts(&config, addr),
+    )?;
     let rustls_config = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
         .await
         .map_err(ServeError::TlsConfig)?;
@@ -123,7 +127,7 @@ impl RunningServer {
         if let Err(error) = self.task.await {
             tracing::warn!(%error, "server task ended abnormally");
         }
-        self.store.flush_now()
+        self.store.close()
     }
 
     /// Waits until the server stops by itself (it does not, unless its listener fails).
@@ -177,7 +181,11 @@ fn load_or_create_admin_token(dir: &Path) -> Result<Secret, ServeError> {
     Ok(token)
 }
 
-fn write_server_info(dir: &Path, addr: SocketAddr, tls: &TlsFiles) -> Result<ServerInfo, ServeError> {
+fn write_server_info(
+    dir: &Path,
+    addr: SocketAddr,
+    tls: &TlsFiles,
+) -> Result<ServerInfo, ServeError> {
     let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
         "localhost".to_owned()
     } else {
@@ -202,14 +210,19 @@ async fn sweep(state: AppState) {
         let store = state.store.clone();
         let swept = tokio::task::spawn_blocking(move || {
             let challenges = store.purge_challenges(now)?;
-            let sessions = store.purge_sessions(now, now.saturating_sub(ENDED_SESSION_RETENTION))?;
+            let sessions =
+                store.purge_sessions(now, now.saturating_sub(ENDED_SESSION_RETENTION))?;
             Ok::<_, StoreError>((challenges, sessions))
         })
         .await;
         match swept {
             Ok(Ok((0, 0))) => {}
             Ok(Ok((challenges, sessions))) => {
-                tracing::info!(challenges, sessions, "deleted expired challenges and sessions");
+                tracing::info!(
+                    challenges,
+                    sessions,
+                    "deleted expired challenges and sessions"
+                );
             }
             Ok(Err(error)) => tracing::error!(%error, "sweeping expired records failed"),
             Err(error) => tracing::error!(%error, "sweep task failed"),

@@ -91,6 +91,12 @@ pub struct SessionRecord {
     /// SHA-256 of the current cookie credential.
     pub credential_digest: Option<[u8; 32]>,
     pub credential_expires_at: UnixTime,
+    /// SHA-256 of the credential the last refresh replaced, still accepted until
+    /// `previous_credential_expires_at` for requests that were in flight during the refresh.
+    #[serde(default)]
+    pub previous_credential_digest: Option<[u8; 32]>,
+    #[serde(default)]
+    pub previous_credential_expires_at: UnixTime,
     pub last_proof_at: Option<UnixTime>,
     pub refresh_count: u64,
 }
