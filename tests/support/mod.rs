@@ -1,0 +1,5 @@
+//! Shared helpers for the integration tests.
+
+pub mod chromium;
+pub mod dbsc;
+pub mod server;
