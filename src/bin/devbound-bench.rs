@@ -1,0 +1,368 @@
+//! Measures complete DBSC refreshes over HTTPS on loopback against a `devbound serve` child
+//! process, with a given number of stored sessions.
+//!
+//! For each session count it seeds a fresh data directory with that many bound sessions, starts
+//! the server, drives single-request refreshes (each signs the challenge pre-issued by the last
+//! response) from concurrent keep-alive connections, and reports refreshes per second, client
+//! latency percentiles and the server's CPU time per refresh read from `/proc/PID/stat`. It also
+//! measures one P-256 signature verification with aws-lc-rs and with the `p256` crate, the
+//! yardsticks the CPU figure is compared with.
+//!
+//! `cargo build --release && target/release/devbound-bench --sessions 1000,100000`
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+    UnparsedPublicKey,
+};
+use clap::Parser;
+use devbound::crypto::{Algorithm, Jwk, base64url};
+use devbound::dbsc::headers;
+use devbound::http::routes;
+use devbound::store::{
+    Assurance, BoundKey, PendingChallenge, SessionRecord, SessionState, SledStore, Store,
+    UserRecord,
+};
+
+/// Benchmark of DBSC refreshes over HTTPS on loopback.
+#[derive(Debug, Parser)]
+struct Options {
+    /// Stored session counts to measure, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    sessions: Vec<usize>,
+    /// Refreshes measured per session count (after a warm-up of a tenth as many)
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Concurrent keep-alive connections
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// The `devbound` binary to start [default: next to this one]
+    #[arg(long)]
+    server: Option<PathBuf>,
+}
+
+/// A seeded session as the benchmark client knows it.
+struct ClientSession {
+    id: String,
+    challenge: String,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let options = Options::parse();
+    let server_binary = match &options.server {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .map_err(|error| error.to_string())?
+            .with_file_name("devbound"),
+    };
+    let key = Arc::new(
+        EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| "keygen failed")?,
+    );
+
+    report_verification_baseline(&key)?;
+    println!();
+    println!(
+        "| stored sessions | refreshes/s | p50 latency | p99 latency | server CPU per refresh |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for &count in &options.sessions {
+        let figures = run(&options, &server_binary, &key, count).await?;
+        println!(
+            "| {count} | {:.0} | {:.2} ms | {:.2} ms | {:.1} µs |",
+            figures.rate, figures.p50_ms, figures.p99_ms, figures.cpu_us
+        );
+    }
+    Ok(())
+}
+
+struct Figures {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_us: f64,
+}
+
+async fn run(
+    options: &Options,
+    binary: &Path,
+    key: &Arc<EcdsaKeyPair>,
+    count: usize,
+) -> Result<Figures, String> {
+    let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+    let seeded = Instant::now();
+    let sessions = seed(dir.path(), key, count)?;
+    eprintln!(
+        "seeded {count} sessions in {:.1} s",
+        seeded.elapsed().as_secs_f64()
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|error| error.to_string())?
+        .port();
+    let mut server = start_server(binary, dir.path(), port).await?;
+    let cert = std::fs::read(dir.path().join("tls-cert.pem")).map_err(|error| error.to_string())?;
+    let origin = format!("https://localhost:{port}");
+
+    // Each worker owns a disjoint slice of the sessions, so no two requests race for a challenge.
+    let mut slices: Vec<Vec<ClientSession>> =
+        (0..options.concurrency).map(|_| Vec::new()).collect();
+    for (index, session) in sessions.into_iter().enumerate() {
+        slices[index % options.concurrency].push(session);
+    }
+    let warm_up = options.requests / 10;
+    let (_, slices) = drive(&origin, &cert, key, slices, warm_up).await?;
+
+    let cpu_before = cpu_ticks(server.id())?;
+    let started = Instant::now();
+    let (mut latencies, _) = drive(&origin, &cert, key, slices, options.requests).await?;
+    let elapsed = started.elapsed();
+    let cpu_after = cpu_ticks(server.id())?;
+    let _ = server.kill();
+    let _ = server.wait();
+
+    latencies.sort_unstable();
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let ticks_per_second = 100.0;
+    Ok(Figures {
+        rate: options.requests as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(0.50).as_secs_f64() * 1e3,
+        p99_ms: percentile(0.99).as_secs_f64() * 1e3,
+        cpu_us: (cpu_after - cpu_before) as f64 / ticks_per_second * 1e6 / options.requests as f64,
+    })
+}
+
+/// Writes `count` bound sessions of one user, all bound to `key`, each with a known challenge.
+fn seed(dir: &Path, key: &EcdsaKeyPair, count: usize) -> Result<Vec<ClientSession>, String> {
+    let store = SledStore::open(dir).map_err(|error| error.to_string())?;
+    let now = devbound::clock::Clock::now(&devbound::clock::SystemClock);
+    let user = UserRecord {
+        id: "bench-user".into(),
+        name: "bench".into(),
+        password_hash: String::new(),
+        created_at: now,
+    };
+    store
+        .insert_user(&user)
+        .map_err(|error| error.to_string())?;
+
+    let point = key.public_key().as_ref();
+    let jwk = Jwk::Ec {
+        crv: "P-256".into(),
+        x: base64url::encode(&point[1..33]),
+        y: base64url::encode(&point[33..65]),
+    };
+    let mut sessions = Vec::with_capacity(count);
+    for index in 0..count {
+        let session = ClientSession {
+            id: format!("bench-{index:08}"),
+            challenge: format!("seed-challenge-{index}"),
+        };
+        let record = SessionRecord {
+            id: session.id.clone(),
+            user_id: user.id.clone(),
+            state: SessionState::Bound,
+            created_at: now,
+            expires_at: now + 86_400,
+            authorization_digest: None,
+            key: Some(BoundKey {
+                alg: Algorithm::Es256,
+                jwk: jwk.clone(),
+            }),
+            assurance: Assurance::Software,
+            challenge: Some(PendingChallenge {
+                value: session.challenge.clone(),
+                expires_at: now + 86_400,
+            }),
+            credential_digest: Some([0; 32]),
+            credential_expires_at: now + 600,
+            previous_credential_digest: None,
+            previous_credential_expires_at: 0,
+            last_proof_at: Some(now),
+            refresh_count: 0,
+        };
+        store
+            .insert_session(&record)
+            .map_err(|error| error.to_string())?;
+        sessions.push(session);
+    }
+    store.close().map_err(|error| error.to_string())?;
+    drop(store);
+    Ok(sessions)
+}
+
+async fn start_server(binary: &Path, dir: &Path, port: u16) -> Result<Child, String> {
+    let child = Command::new(binary)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--challenge-ttl",
+            "1h",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|error| format!("cannot start {}: {error}", binary.display()))?;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(child);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("server did not start listening".into())
+}
+
+/// Runs `total` refreshes spread over one task per slice; returns latencies and the slices
+/// with their sessions' next challenges.
+async fn drive(
+    origin: &str,
+    cert: &[u8],
+    key: &Arc<EcdsaKeyPair>,
+    slices: Vec<Vec<ClientSession>>,
+    total: usize,
+) -> Result<(Vec<Duration>, Vec<Vec<ClientSession>>), String> {
+    let per_task = total / slices.len();
+    let mut tasks = Vec::new();
+    for slice in slices {
+        let http = devbound::client::https_client(cert).map_err(|error| error.to_string())?;
+        let (origin, key) = (origin.to_owned(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            refresh_loop(http, origin, key, slice, per_task).await
+        }));
+    }
+
+    let mut latencies = Vec::with_capacity(total);
+    let mut slices = Vec::new();
+    for task in tasks {
+        let (task_latencies, slice) = task.await.map_err(|error| error.to_string())??;
+        latencies.extend(task_latencies);
+        slices.push(slice);
+    }
+    Ok((latencies, slices))
+}
+
+async fn refresh_loop(
+    http: reqwest::Client,
+    origin: String,
+    key: Arc<EcdsaKeyPair>,
+    mut sessions: Vec<ClientSession>,
+    count: usize,
+) -> Result<(Vec<Duration>, Vec<ClientSession>), String> {
+    let url = format!("{origin}{}", routes::REFRESH);
+    let header = base64url::encode(r#"{"alg":"ES256","typ":"dbsc+jwt"}"#);
+    let rng = SystemRandom::new();
+    let mut latencies = Vec::with_capacity(count);
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+
+    for _ in 0..count {
+        // xorshift: a uniform pick over the slice, so the whole store is touched.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let index = (state % sessions.len() as u64) as usize;
+        let session = &mut sessions[index];
+
+        let signing_input = format!(
+            "{header}.{}",
+            base64url::encode(format!(r#"{{"jti":"{}"}}"#, session.challenge))
+        );
+        let signature = key
+            .sign(&rng, signing_input.as_bytes())
+            .map_err(|_| "signing failed")?;
+        let proof = format!("{signing_input}.{}", base64url::encode(signature.as_ref()));
+
+        let started = Instant::now();
+        let response = http
+            .post(&url)
+            .header(headers::SESSION_ID, &session.id)
+            .header(headers::RESPONSE, proof)
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        let status = response.status();
+        let next = response
+            .headers()
+            .get(headers::CHALLENGE)
+            .and_then(|value| headers::parse_challenges(value.as_bytes()).ok())
+            .and_then(|mut challenges| challenges.pop());
+        let _ = response.bytes().await.map_err(|error| error.to_string())?;
+        latencies.push(started.elapsed());
+
+        if status != 200 {
+            return Err(format!("refresh of {} answered {status}", session.id));
+        }
+        session.challenge = next.ok_or("refresh response had no next challenge")?.0;
+    }
+    Ok((latencies, sessions))
+}
+
+/// User plus system CPU time of a process, in clock ticks (1/100 s on Linux).
+fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|error| error.to_string())?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("unreadable /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let parse = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<u64>().ok())
+    };
+    match (parse(11), parse(12)) {
+        (Some(user), Some(system)) => Ok(user + system),
+        _ => Err("unreadable /proc stat".into()),
+    }
+}
+
+/// Prints the single-core cost of one P-256 verification with aws-lc-rs and with `p256`.
+fn report_verification_baseline(key: &EcdsaKeyPair) -> Result<(), String> {
+    use p256::ecdsa::signature::Verifier;
+
+    let message = b"devbound verification baseline";
+    let signature = key
+        .sign(&SystemRandom::new(), message)
+        .map_err(|_| "signing failed")?;
+    let public = key.public_key().as_ref().to_vec();
+    let rounds = 2_000;
+
+    let aws = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &public);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        aws.verify(message, signature.as_ref())
+            .map_err(|_| "aws-lc verify failed")?;
+    }
+    let aws_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+
+    let verifying =
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&public).map_err(|error| error.to_string())?;
+    let parsed = p256::ecdsa::Signature::from_slice(signature.as_ref())
+        .map_err(|error| error.to_string())?;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        verifying
+            .verify(message, &parsed)
+            .map_err(|error| error.to_string())?;
+    }
+    let p256_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+
+    println!("one P-256 verification: aws-lc-rs {aws_us:.1} µs, p256 crate {p256_us:.1} µs");
+    println!(
+        "target: server CPU per refresh at most {:.1} µs (twice aws-lc-rs)",
+        2.0 * aws_us
+    );
+    Ok(())
+}
