@@ -291,4 +291,36 @@ mod tests {
         };
         assert!(matches!(options.resolve(), Err(ConfigError::Algorithm(_))));
     }
+
+    #[test]
+    fn file_fills_unset_options_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devbound.toml");
+        std::fs::write(
+            &path,
+            "cookie-ttl = \"7m\"\nlisten = \"127.0.0.1:9443\"\nalgorithms = [\"ES256\"]\n",
+        )
+        .unwrap();
+        let options = ServeOptions {
+            config: Some(path),
+            listen: Some("127.0.0.1:7443".parse().unwrap()),
+            ..ServeOptions::default()
+        };
+        let config = options.merge_file().unwrap().resolve().unwrap();
+        assert_eq!(config.policy.cookie_ttl, 420);
+        assert_eq!(config.listen.port(), 7443);
+        assert_eq!(config.policy.algorithms, vec![Algorithm::Es256]);
+    }
+
+    #[test]
+    fn file_with_unknown_key_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devbound.toml");
+        std::fs::write(&path, "cookie_ttl = \"7m\"\n").unwrap();
+        let options = ServeOptions {
+            config: Some(path),
+            ..ServeOptions::default()
+        };
+        assert!(matches!(options.merge_file(), Err(ConfigError::Parse(..))));
+    }
 }

@@ -235,3 +235,61 @@ fn serve_rejects_bad_configuration() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--cookie-ttl"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_gracefully_and_metrics_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let added = devbound(
+        &["user", "add", "dave", "--password-stdin"],
+        dir.path(),
+        Some(PASSWORD),
+    );
+    assert!(added.status.success());
+    let port = free_port();
+    let mut service = Service::start(dir.path(), port).await;
+    let mut client = client(
+        dir.path(),
+        port,
+        SessionKey::generate(Algorithm::Es256).unwrap(),
+    );
+    client.sign_in_and_register("dave", PASSWORD).await.unwrap();
+    client.refresh().await.unwrap();
+    client.post_refresh("no-such-session", None).await.unwrap();
+
+    let metrics = client
+        .get(routes::METRICS)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"devbound_dbsc_registrations_total{outcome="bound"} 1"#,
+        r#"devbound_dbsc_refreshes_total{outcome="renewed"} 1"#,
+        r#"devbound_dbsc_refreshes_total{outcome="terminated"} 1"#,
+        r#"devbound_sign_ins_total{outcome="success"} 1"#,
+        "devbound_dbsc_refresh_duration_seconds_count 2",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+    }
+    assert_eq!(client.get(routes::HEALTHZ).await.unwrap().status(), 200);
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let status = service.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "devbound exited with {status} after SIGTERM"
+    );
+
+    // The database was closed cleanly: the CLI opens it directly now.
+    let listed = devbound(&["session", "list", "--json"], dir.path(), None);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+}
