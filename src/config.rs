@@ -71,6 +71,10 @@ pub struct ServeOptions {
     #[arg(long, env = "DEVBOUND_ALGORITHMS", value_delimiter = ',')]
     pub algorithms: Option<Vec<String>>,
 
+    /// Size of the database's page cache in MiB [default: 1024]
+    #[arg(long, env = "DEVBOUND_CACHE_MB")]
+    pub cache_mb: Option<u64>,
+
     /// PEM certificate chain for HTTPS; without it a self-signed certificate is created in the
     /// data directory
     #[arg(long, env = "DEVBOUND_TLS_CERT", requires = "tls_key")]
@@ -109,6 +113,8 @@ pub struct Config {
     pub policy: Policy,
     /// Whether the origin was configured; otherwise it follows the port actually bound.
     pub public_url_set: bool,
+    /// Page cache of the database, in bytes.
+    pub cache_bytes: u64,
 }
 
 impl ServeOptions {
@@ -131,6 +137,7 @@ impl ServeOptions {
         self.session_ttl = self.session_ttl.or(file.session_ttl);
         self.challenge_ttl = self.challenge_ttl.or(file.challenge_ttl);
         self.algorithms = self.algorithms.or(file.algorithms);
+        self.cache_mb = self.cache_mb.or(file.cache_mb);
         self.tls_cert = self.tls_cert.or(file.tls_cert);
         self.tls_key = self.tls_key.or(file.tls_key);
         Ok(self)
@@ -184,6 +191,11 @@ impl ServeOptions {
             tls: self.tls_cert.zip(self.tls_key),
             policy,
             public_url_set: self.public_url.is_some(),
+            cache_bytes: self
+                .cache_mb
+                .map_or(crate::store::DEFAULT_CACHE_BYTES, |mb| {
+                    mb.saturating_mul(1024 * 1024)
+                }),
         })
     }
 }

@@ -67,8 +67,17 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
     create_private_dir(&config.data_dir)?;
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
-    let store = SledStore::open(&config.data_dir)?;
+    let store = SledStore::open_with_cache(&config.data_dir, config.cache_bytes)?;
     let admin_token = load_or_create_admin_token(&config.data_dir)?;
+    // The certificate exists before the port accepts connections.
+    let tls = tls::load_or_create(
+        config.tls.as_ref(),
+        &config.data_dir,
+        &certificate_hosts(&config),
+    )?;
+    let rustls_config = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(ServeError::TlsConfig)?;
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|error| ServeError::Bind(config.listen, error))?;
     let addr = listener
@@ -78,14 +87,6 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
         config.policy.origin = format!("https://localhost:{}", addr.port());
     }
 
-    let tls = tls::load_or_create(
-        config.tls.as_ref(),
-        &config.data_dir,
-        &certificate_hosts(&config, addr),
-    )?;
-    let rustls_config = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-        .await
-        .map_err(ServeError::TlsConfig)?;
     let info = write_server_info(&config.data_dir, addr, &tls)?;
 
     let shared: Arc<dyn Store> = Arc::new(store.clone());
@@ -144,7 +145,8 @@ impl RunningServer {
 }
 
 /// Names the self-signed certificate must cover: the public host and the listen address.
-fn certificate_hosts(config: &Config, addr: SocketAddr) -> Vec<String> {
+fn certificate_hosts(config: &Config) -> Vec<String> {
+    let addr = config.listen;
     let mut hosts = Vec::new();
     let authority = config.policy.origin.trim_start_matches("https://");
     let host = match authority.rsplit_once(':') {

@@ -10,7 +10,7 @@ pub use records::{
     Assurance, BoundKey, PendingChallenge, RegistrationChallenge, SessionRecord, SessionState,
     UserRecord,
 };
-pub use sled_store::SledStore;
+pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
 use std::future::Future;
 use std::pin::Pin;

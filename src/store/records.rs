@@ -84,16 +84,18 @@ pub struct SessionRecord {
     /// The session ends at this time whatever its proofs.
     pub expires_at: UnixTime,
     /// SHA-256 of the `authorization` value offered at sign-in, while pending.
+    #[serde(with = "digest")]
     pub authorization_digest: Option<[u8; 32]>,
     pub key: Option<BoundKey>,
     pub assurance: Assurance,
     pub challenge: Option<PendingChallenge>,
     /// SHA-256 of the current cookie credential.
+    #[serde(with = "digest")]
     pub credential_digest: Option<[u8; 32]>,
     pub credential_expires_at: UnixTime,
     /// SHA-256 of the credential the last refresh replaced, still accepted until
     /// `previous_credential_expires_at` for requests that were in flight during the refresh.
-    #[serde(default)]
+    #[serde(default, with = "digest")]
     pub previous_credential_digest: Option<[u8; 32]>,
     #[serde(default)]
     pub previous_credential_expires_at: UnixTime,
@@ -135,5 +137,34 @@ impl std::fmt::Debug for RegistrationChallenge {
             .field("session_id", &self.session_id)
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 digests as base64url strings, less than half the size of a JSON array of numbers.
+mod digest {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::crypto::base64url;
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<[u8; 32]>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(digest) => serializer.serialize_some(&base64url::encode(digest)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<[u8; 32]>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        let bytes = base64url::decode(&text).map_err(serde::de::Error::custom)?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom("digest is not 32 bytes"))
     }
 }

@@ -25,10 +25,13 @@ const CHALLENGES: &str = "registration_challenges";
 
 type SyncWaiter = oneshot::Sender<Result<(), String>>;
 
-/// How long the flush thread waits for more writers when the previous flush served several.
-/// It bounds the latency added to a write under load, and halves the number of flushes at a
-/// few thousand writes per second.
-const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(500);
+/// sled's default page cache size.
+pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// How long the flush thread waits for more writers when the previous flush served several:
+/// under load a write waits up to this much longer, and one flush serves more writers. A lone
+/// writer is flushed at once.
+const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(2000);
 
 /// sled-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -50,10 +53,17 @@ struct Flusher {
 }
 
 impl SledStore {
-    /// Opens or creates the database under `dir` and starts its flush thread.
+    /// Opens or creates the database under `dir` with sled's default cache of 1 GiB, and
+    /// starts its flush thread.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens the database with a page cache of `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir.join("db"))
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|error| match error {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
