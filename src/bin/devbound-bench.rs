@@ -8,6 +8,9 @@
 //! measures one P-256 signature verification with aws-lc-rs and with the `p256` crate, the
 //! yardsticks the CPU figure is compared with.
 //!
+//! By default the server runs on CPU 0 and the load generator on CPU 1, so that the figure is
+//! the server's own work rather than the cost of two processes preempting each other.
+//!
 //! `cargo build --release && target/release/devbound-bench --sessions 1000,100000`
 
 use std::path::{Path, PathBuf};
@@ -39,11 +42,15 @@ struct Options {
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
     /// Concurrent keep-alive connections
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// The `devbound` binary to start [default: next to this one]
     #[arg(long)]
     server: Option<PathBuf>,
+    /// Run the server on CPU 0 and this load generator on CPU 1 (with `taskset`), so that the
+    /// two do not preempt each other; `--no-pin` shares all CPUs
+    #[arg(long = "no-pin", action = clap::ArgAction::SetFalse)]
+    pin: bool,
 }
 
 /// A seeded session as the benchmark client knows it.
@@ -65,6 +72,9 @@ async fn main() -> Result<(), String> {
         EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| "keygen failed")?,
     );
 
+    if options.pin {
+        pin_to_cpu(std::process::id(), 1)?;
+    }
     report_verification_baseline(&key)?;
     println!();
     println!(
@@ -107,6 +117,9 @@ async fn run(
         .map_err(|error| error.to_string())?
         .port();
     let mut server = start_server(binary, dir.path(), port).await?;
+    if options.pin {
+        pin_to_cpu(server.id(), 0)?;
+    }
     let cert = std::fs::read(dir.path().join("tls-cert.pem")).map_err(|error| error.to_string())?;
     let origin = format!("https://localhost:{port}");
 
@@ -305,6 +318,26 @@ async fn refresh_loop(
         session.challenge = next.ok_or("refresh response had no next challenge")?.0;
     }
     Ok((latencies, sessions))
+}
+
+/// Restricts every thread of process `pid` to one CPU, with util-linux's `taskset`.
+fn pin_to_cpu(pid: u32, cpu: usize) -> Result<(), String> {
+    let status = Command::new("taskset")
+        .args([
+            "--all-tasks",
+            "--cpu-list",
+            "--pid",
+            &cpu.to_string(),
+            &pid.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|error| format!("cannot run taskset (use --no-pin without it): {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("taskset could not pin process {pid} to CPU {cpu}"))
+    }
 }
 
 /// User plus system CPU time of a process, in clock ticks (1/100 s on Linux).
