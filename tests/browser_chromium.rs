@@ -119,17 +119,28 @@ async fn chromium_binds_refreshes_and_signs_out() {
         .unwrap();
     assert_eq!(algorithm, "ES256");
 
-    // Sign-out ends the session; /app is refused afterwards.
-    page.evaluate("document.querySelector('form[action=\"/logout\"]').submit()")
+    // Sign-out ends the session; /app is refused afterwards, and the refresh that the
+    // missing cookie triggers makes the server end the session in the browser too.
+    let signed_out = page
+        .evaluate(
+            "fetch('/logout', { method: 'POST', credentials: 'include', redirect: 'manual' }) \
+             .then(r => r.type)",
+        )
         .await
         .unwrap();
-    page.wait_for_event("Page.lifecycleEvent", EVENT_TIMEOUT, |params| {
-        params["name"] == "load"
-    })
-    .await
-    .unwrap();
+    assert_eq!(signed_out, "opaqueredirect");
     assert_eq!(status_without_redirect(&page, "/app").await, 302);
     assert_eq!(page.fetch_status("/api/sessions").await.unwrap(), 401);
     let stored = server.store().find_session(&session_id).unwrap().unwrap();
     assert_eq!(stored.record.state_name(), "signed_out");
+    let terminated = page
+        .wait_for_event(EVENT, EVENT_TIMEOUT, |params| {
+            params.get("terminationEventDetails").is_some()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        terminated["terminationEventDetails"]["deletionReason"], "ServerRequested",
+        "{terminated}"
+    );
 }
