@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's Chromium) and runs the whole test suite: lints, unit
-# tests, integration tests over HTTPS on loopback, and the end-to-end test in headless Chromium.
-# Safe to run again.
+# Installs what the tests need (Debian's Chromium, swtpm and tpm2-tools) and runs the whole test
+# suite: lints, unit tests, integration tests over HTTPS on loopback, the end-to-end test in
+# headless Chromium, and the TPM tests against a freshly provisioned swtpm. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,20 @@ if ! command -v cc >/dev/null; then
     apt-get install -y --no-install-recommends build-essential
 fi
 scripts/install-chromium.sh
+scripts/swtpm.sh install
+
+# A software TPM with an EK certificate from a CA made for this run only, on a free port.
+swtpm_dir=$(mktemp -d)
+cleanup() {
+    scripts/swtpm.sh stop "$swtpm_dir" >/dev/null 2>&1 || true
+    rm -rf "$swtpm_dir"
+}
+trap cleanup EXIT
+scripts/swtpm.sh provision "$swtpm_dir" >/dev/null
+swtpm_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+scripts/swtpm.sh start "$swtpm_dir" "$swtpm_port"
+DEVBOUND_SWTPM_TCTI=$(scripts/swtpm.sh tcti "$swtpm_port")
+export DEVBOUND_SWTPM_TCTI DEVBOUND_SWTPM_TRUST_DIR="$swtpm_dir/trust" DEVBOUND_REQUIRE_SWTPM=1
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -22,3 +22,4 @@ pub mod http;
 pub mod metrics;
 pub mod store;
 pub mod tls;
+pub mod tpm;
