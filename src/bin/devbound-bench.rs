@@ -116,10 +116,7 @@ async fn run(
         .and_then(|listener| listener.local_addr())
         .map_err(|error| error.to_string())?
         .port();
-    let mut server = start_server(binary, dir.path(), port).await?;
-    if options.pin {
-        pin_to_cpu(server.id(), 0)?;
-    }
+    let mut server = start_server(binary, dir.path(), port, options.pin).await?;
     let cert = std::fs::read(dir.path().join("tls-cert.pem")).map_err(|error| error.to_string())?;
     let origin = format!("https://localhost:{port}");
 
@@ -211,8 +208,17 @@ fn seed(dir: &Path, key: &EcdsaKeyPair, count: usize) -> Result<Vec<ClientSessio
     Ok(sessions)
 }
 
-async fn start_server(binary: &Path, dir: &Path, port: u16) -> Result<Child, String> {
-    let child = Command::new(binary)
+/// Starts `devbound serve`. With `pin`, it starts under `taskset` on CPU 0, so that its async
+/// runtime sizes itself for the one CPU it has.
+async fn start_server(binary: &Path, dir: &Path, port: u16, pin: bool) -> Result<Child, String> {
+    let mut command = if pin {
+        let mut taskset = Command::new("taskset");
+        taskset.args(["--cpu-list", "0"]).arg(binary);
+        taskset
+    } else {
+        Command::new(binary)
+    };
+    let child = command
         .args([
             "serve",
             "--listen",
