@@ -18,7 +18,7 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 /// Shortest accepted password, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
-/// Why an account could not be created or a sign-in failed.
+/// A failure to create an account or to sign in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
     #[error(

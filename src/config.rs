@@ -85,7 +85,7 @@ pub struct ServeOptions {
     pub tls_key: Option<PathBuf>,
 }
 
-/// Why the configuration is unusable.
+/// An invalid configuration value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {0}: {1}")]

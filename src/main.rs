@@ -1,8 +1,8 @@
 use clap::Parser;
 
 // glibc's allocator took about 6% of the CPU time of a DBSC refresh in profiles of
-// devbound-bench; mimalloc's thread-local free lists cost less for the many small allocations
-// of a request.
+// devbound-bench. mimalloc's thread-local free lists cost less for a request's many small
+// allocations.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

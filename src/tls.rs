@@ -10,7 +10,7 @@ use crate::crypto::secret::sha256;
 pub const CERT_FILE: &str = "tls-cert.pem";
 pub const KEY_FILE: &str = "tls-key.pem";
 
-/// Why the certificate could not be loaded or created.
+/// A failure to load or create the certificate.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read or write {0}: {1}")]

@@ -47,8 +47,8 @@ struct Options {
     /// The `devbound` binary to start [default: next to this one]
     #[arg(long)]
     server: Option<PathBuf>,
-    /// Run the server on CPU 0 and this load generator on CPU 1 (with `taskset`), so that the
-    /// two do not preempt each other; `--no-pin` shares all CPUs
+    /// Share all CPUs between the server and this load generator. By default the server runs on
+    /// CPU 0 and the load generator on CPU 1 (with `taskset`), so they do not preempt each other
     #[arg(long = "no-pin", action = clap::ArgAction::SetFalse)]
     pin: bool,
 }

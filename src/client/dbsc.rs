@@ -12,7 +12,7 @@ use crate::dbsc::headers::{self, RegistrationOffer};
 use crate::dbsc::proof::PROOF_TYPE;
 use crate::http::routes;
 
-/// Why a client operation failed.
+/// A failed client operation.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("client setup failed: {0}")]
@@ -27,7 +27,7 @@ pub enum ClientError {
     Signing(String),
 }
 
-/// What a refresh came to.
+/// The outcome of a refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
     /// A new cookie and the same session; `requests` is how many POSTs it took.
@@ -162,7 +162,7 @@ impl DbscClient {
         Ok(request.send().await?)
     }
 
-    /// Refreshes the session: signs the cached challenge if there is one, and answers a 403
+    /// Refreshes the session: signs the cached challenge if there is one, and responds to a 403
     /// challenge once, as Chromium does.
     pub async fn refresh(&mut self) -> Result<RefreshOutcome, ClientError> {
         let session_id = self

@@ -13,7 +13,7 @@ use super::secret::sha256;
 const RSA_MIN_BITS: usize = 2048;
 const RSA_MAX_BITS: usize = 4096;
 
-/// Why a JWK was rejected.
+/// A reason to reject a JWK.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwkError {
     #[error("JWK is not a JSON object with the expected members")]

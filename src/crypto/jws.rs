@@ -42,7 +42,7 @@ impl std::fmt::Display for Algorithm {
     }
 }
 
-/// Why a JWS was rejected.
+/// A reason to reject a JWS.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JoseError {
     #[error("JWS is longer than {MAX_JWS_LEN} bytes")]

@@ -7,7 +7,7 @@
 //! [`BoundCookie::new`] rejects that combination. `Partitioned` and `Max-Age` never appear in
 //! `attributes`, because Chromium rejects a session whose attributes carry either.
 
-/// Why a cookie configuration was rejected.
+/// A rejected cookie configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CookieError {
     #[error("cookie name {0:?} is empty or contains characters not allowed in a cookie name")]

@@ -1,4 +1,4 @@
-//! Why a DBSC registration or refresh failed, in detail, for logs and tests.
+//! Detailed reasons for a failed DBSC registration or refresh, for logs and tests.
 
 use crate::crypto::JoseError;
 

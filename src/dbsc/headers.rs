@@ -13,10 +13,10 @@ pub const SESSION_ID: &str = "sec-secure-session-id";
 pub const CHALLENGE: &str = "secure-session-challenge";
 pub const SKIPPED: &str = "secure-session-skipped";
 
-/// Longest header value parsed, in bytes.
+/// Maximum length of a parsed header value, in bytes.
 pub const MAX_HEADER_LEN: usize = 8 * 1024;
 
-/// Why a DBSC header could not be parsed or built.
+/// A DBSC header that could not be parsed or built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
     #[error("header `{0}` is longer than {MAX_HEADER_LEN} bytes")]

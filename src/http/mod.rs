@@ -23,7 +23,7 @@ use crate::dbsc::Policy;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// What every handler shares.
+/// State shared by every handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,

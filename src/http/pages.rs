@@ -77,7 +77,7 @@ pub async fn login(
     };
     let now = state.clock.now();
 
-    // A browser that already holds a live bound session for this user is not offered a second
+    // A browser that already has a live bound session for this user is not offered a second
     // registration.
     if let Ok(current) = auth::authenticate(&state, &headers, now) {
         if current.user.name == form.username {

@@ -27,7 +27,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How long an ended session stays listed before it is deleted, in seconds.
 const ENDED_SESSION_RETENTION: u64 = 7 * 24 * 3600;
 
-/// Why the service could not start.
+/// A failure to start the service.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot create data directory {0}: {1}")]
@@ -42,7 +42,7 @@ pub enum ServeError {
     Bind(SocketAddr, std::io::Error),
 }
 
-/// Where a running service can be reached; written to the data directory for the CLI.
+/// The address of a running service, written to the data directory for the CLI.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerInfo {
     pub url: String,

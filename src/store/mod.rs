@@ -16,14 +16,14 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// A record as read from the store, with the bytes it was read from, so that an update can be
-/// made conditional on nobody having changed it since.
+/// made conditional on the record being unchanged since.
 #[derive(Debug, Clone)]
 pub struct Versioned<T> {
     pub record: T,
     version: Vec<u8>,
 }
 
-/// Why a store operation failed. None of these is the peer's fault.
+/// A failed store operation. None of these is the peer's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
