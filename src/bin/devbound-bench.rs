@@ -41,6 +41,10 @@ struct Options {
     /// Refreshes measured per session count (after a warm-up of a tenth as many)
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
+    /// Refreshes before measuring starts [default: a tenth of --requests]. A value at least
+    /// the session count reads every session once, so that the figures are for a warm cache
+    #[arg(long)]
+    warm_up: Option<usize>,
     /// Concurrent keep-alive connections
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -126,12 +130,13 @@ async fn run(
     for (index, session) in sessions.into_iter().enumerate() {
         slices[index % options.concurrency].push(session);
     }
-    let warm_up = options.requests / 10;
-    let (_, slices) = drive(&origin, &cert, key, slices, warm_up).await?;
+    let warm_up = options.warm_up.unwrap_or(options.requests / 10);
+    let (_, slices) = drive(&origin, &cert, key, slices, warm_up, Order::Sequential).await?;
 
     let cpu_before = cpu_ticks(server.id())?;
     let started = Instant::now();
-    let (mut latencies, _) = drive(&origin, &cert, key, slices, options.requests).await?;
+    let (mut latencies, _) =
+        drive(&origin, &cert, key, slices, options.requests, Order::Random).await?;
     let elapsed = started.elapsed();
     let cpu_after = cpu_ticks(server.id())?;
     let _ = server.kill();
@@ -242,6 +247,15 @@ async fn start_server(binary: &Path, dir: &Path, port: u16, pin: bool) -> Result
     Err("server did not start listening".into())
 }
 
+/// The order in which a task picks sessions from its slice.
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    /// Each session in turn, so that a warm-up as long as the slice reads every session.
+    Sequential,
+    /// Uniformly at random, so that the whole store is touched.
+    Random,
+}
+
 /// Runs `total` refreshes spread over one task per slice; returns latencies and the slices
 /// with their sessions' next challenges.
 async fn drive(
@@ -250,6 +264,7 @@ async fn drive(
     key: &Arc<EcdsaKeyPair>,
     slices: Vec<Vec<ClientSession>>,
     total: usize,
+    order: Order,
 ) -> Result<(Vec<Duration>, Vec<Vec<ClientSession>>), String> {
     let per_task = total / slices.len();
     let mut tasks = Vec::new();
@@ -257,7 +272,7 @@ async fn drive(
         let http = devbound::client::https_client(cert).map_err(|error| error.to_string())?;
         let (origin, key) = (origin.to_owned(), key.clone());
         tasks.push(tokio::spawn(async move {
-            refresh_loop(http, origin, key, slice, per_task).await
+            refresh_loop(http, origin, key, slice, per_task, order).await
         }));
     }
 
@@ -277,6 +292,7 @@ async fn refresh_loop(
     key: Arc<EcdsaKeyPair>,
     mut sessions: Vec<ClientSession>,
     count: usize,
+    order: Order,
 ) -> Result<(Vec<Duration>, Vec<ClientSession>), String> {
     let url = format!("{origin}{}", routes::REFRESH);
     let header = base64url::encode(r#"{"alg":"ES256","typ":"dbsc+jwt"}"#);
@@ -284,12 +300,17 @@ async fn refresh_loop(
     let mut latencies = Vec::with_capacity(count);
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
 
-    for _ in 0..count {
-        // xorshift: a uniform pick over the slice, so the whole store is touched.
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let index = (state % sessions.len() as u64) as usize;
+    for round in 0..count {
+        let index = match order {
+            Order::Sequential => round % sessions.len(),
+            Order::Random => {
+                // xorshift64
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % sessions.len() as u64) as usize
+            }
+        };
         let session = &mut sessions[index];
 
         let signing_input = format!(
