@@ -293,3 +293,19 @@ async fn sigterm_stops_gracefully_and_metrics_count() {
         String::from_utf8_lossy(&listed.stderr)
     );
 }
+
+#[test]
+fn cli_rejects_data_dir_without_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+
+    let listed = devbound(&["session", "list"], &missing, None);
+
+    assert!(!listed.status.success());
+    assert!(String::from_utf8_lossy(&listed.stderr).contains("no devbound database"));
+    assert!(
+        !missing.exists(),
+        "listing sessions created {}",
+        missing.display()
+    );
+}

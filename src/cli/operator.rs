@@ -30,7 +30,7 @@ pub async fn user(command: UserCommand) -> Result<(), String> {
     match command {
         UserCommand::Add { name, data, .. } => {
             let password = read_password()?;
-            add_user(&open(&data)?, &name, &password).await
+            add_user(&open_or_create(&data)?, &name, &password).await
         }
         UserCommand::List { data } => {
             let users = match open(&data)? {
@@ -92,12 +92,35 @@ fn read_password() -> Result<String, String> {
     Ok(password.to_owned())
 }
 
-fn open(data: &DataDir) -> Result<Backend, String> {
+/// Opens the service's state in `data`. Only `user add` may create a new data directory, and
+/// it says so, because a mistyped `--data-dir` would otherwise leave the user in a database the
+/// service never reads.
+fn open_or_create(data: &DataDir) -> Result<Backend, String> {
     let dir = &data.data_dir;
-    if !dir.join("db").exists() && !dir.join(SERVER_FILE).exists() {
+    if !dir.join("db").exists() {
         std::fs::create_dir_all(dir)
             .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+        eprintln!(
+            "devbound: created a new data directory {}; start the service with --data-dir {0}",
+            dir.display()
+        );
     }
+    connect(dir)
+}
+
+fn open(data: &DataDir) -> Result<Backend, String> {
+    let dir = &data.data_dir;
+    if !dir.join("db").exists() {
+        return Err(format!(
+            "no devbound database in {}; pass the --data-dir the service uses",
+            dir.display()
+        ));
+    }
+    connect(dir)
+}
+
+/// Opens the database directly, or reaches the running service that has it open.
+fn connect(dir: &Path) -> Result<Backend, String> {
     match SledStore::open(dir) {
         Ok(store) => Ok(Backend::Direct(store)),
         Err(StoreError::Locked(_)) => remote(dir),

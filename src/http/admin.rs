@@ -2,7 +2,9 @@
 //! admin token from the data directory.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,8 +35,12 @@ struct UserView {
     created_at: u64,
 }
 
-pub async fn list_users(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(response) = check_admin(&state, &headers) {
+pub async fn list_users(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = check_admin(&state, peer, &headers) {
         return response;
     }
     match state.store.list_users() {
@@ -55,10 +61,11 @@ pub async fn list_users(State(state): State<AppState>, headers: HeaderMap) -> Re
 
 pub async fn add_user(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Json<NewUser>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(response) = check_admin(&state, &headers) {
+    if let Err(response) = check_admin(&state, peer, &headers) {
         return response;
     }
     let Ok(Json(new_user)) = body else {
@@ -123,10 +130,11 @@ pub async fn add_user(
 
 pub async fn list_sessions(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(filter): Query<SessionFilter>,
 ) -> Response {
-    if let Err(response) = check_admin(&state, &headers) {
+    if let Err(response) = check_admin(&state, peer, &headers) {
         return response;
     }
     let user_id = match filter
@@ -153,10 +161,11 @@ pub async fn list_sessions(
 
 pub async fn revoke_session(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = check_admin(&state, &headers) {
+    if let Err(response) = check_admin(&state, peer, &headers) {
         return response;
     }
     let now = state.clock.now();
@@ -171,7 +180,18 @@ pub async fn revoke_session(
     }
 }
 
-fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// Admits a request from a loopback address that carries the admin token. The admin API shares
+/// the public listener, so a peer elsewhere is rejected whatever token it sends.
+fn check_admin(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Response> {
+    if !peer.ip().is_loopback() {
+        tracing::info!(target: "security", %peer, "admin API request from a non-loopback address");
+        state.metrics.refuse("admin", "not_loopback");
+        return Err(api_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the admin API is served to loopback only",
+        ));
+    }
     let presented = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())

@@ -12,6 +12,9 @@ use super::views::SessionView;
 use crate::dbsc;
 use crate::store::{SessionState, StoreError, Update};
 
+/// How often ending a session is retried when refreshes keep changing it.
+const MAX_END_ATTEMPTS: usize = 5;
+
 pub async fn list_sessions(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let now = state.clock.now();
     let current = match api_session(&state, &headers, now) {
@@ -80,34 +83,43 @@ pub async fn revoke(
     by: &str,
     now: u64,
 ) -> Result<crate::store::SessionRecord, Response> {
-    if !session.record.is_live(now) {
-        return Ok(session.record);
-    }
-    let revoked = dbsc::end_session(
-        &session.record,
-        SessionState::Revoked {
-            at: now,
-            by: by.to_owned(),
-        },
-    );
-    match state.store.update_session(&session, &revoked) {
-        Ok(Update::Applied) => {}
-        Ok(Update::Conflict) => {
-            return Err(api_error(
-                StatusCode::CONFLICT,
-                "conflict",
-                "session changed; try again",
-            ));
-        }
-        Err(error) => return Err(api_error_store(&error)),
-    }
-    state
-        .store
-        .sync()
+    let revoked_state = SessionState::Revoked {
+        at: now,
+        by: by.to_owned(),
+    };
+    let ended = end_session(state, &session.record.id, revoked_state, now)
         .await
-        .map_err(|error| api_error_store(&error))?;
-    tracing::info!(target: "security", session = %revoked.id, user = %revoked.user_id, by, "session revoked");
-    Ok(revoked)
+        .map_err(|error| api_error_store(&error))?
+        .ok_or_else(|| api_error(StatusCode::NOT_FOUND, "not_found", "no such session"))?;
+    tracing::info!(target: "security", session = %ended.id, user = %ended.user_id, by, "session revoked");
+    Ok(ended)
+}
+
+/// Ends a live session with `ended_state`, durably, retrying when a concurrent refresh changed
+/// the record first. Returns the record as stored afterwards, or `None` if there is no such
+/// session; a session that had already ended is returned unchanged.
+pub async fn end_session(
+    state: &AppState,
+    id: &str,
+    ended_state: SessionState,
+    now: u64,
+) -> Result<Option<crate::store::SessionRecord>, StoreError> {
+    for _ in 0..MAX_END_ATTEMPTS {
+        let Some(session) = state.store.find_session(id)? else {
+            return Ok(None);
+        };
+        if !session.record.is_live(now) {
+            return Ok(Some(session.record));
+        }
+        let ended = dbsc::end_session(&session.record, ended_state.clone());
+        if state.store.update_session(&session, &ended)? == Update::Applied {
+            state.store.sync().await?;
+            return Ok(Some(ended));
+        }
+    }
+    Err(StoreError::Database(format!(
+        "session {id} kept changing while it was being ended"
+    )))
 }
 
 fn api_session(

@@ -98,6 +98,29 @@ pub fn read_cookie<'h>(
     Ok((session_id, Secret::from_string(credential.to_owned())))
 }
 
+/// The id of the session whose current or just-replaced credential the cookie carries,
+/// whether or not that credential has expired.
+pub fn session_for_sign_out(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<String>, StoreError> {
+    let (session_id, credential) = match read_cookie(state, headers) {
+        Ok(cookie) => cookie,
+        Err(AuthError::Store(error)) => return Err(error),
+        Err(AuthError::Unauthenticated(_)) => return Ok(None),
+    };
+    let Some(session) = state.store.find_session(session_id)? else {
+        return Ok(None);
+    };
+    let digest = credential.digest();
+    let record = &session.record;
+    let matches = [record.credential_digest, record.previous_credential_digest]
+        .into_iter()
+        .flatten()
+        .any(|expected| constant_time_eq(&digest, &expected));
+    Ok(matches.then(|| record.id.clone()))
+}
+
 fn check_session(
     session: &SessionRecord,
     credential: &Secret,

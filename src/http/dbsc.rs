@@ -19,6 +19,9 @@ use crate::dbsc::{self, DbscError, Issued, SessionInstructions, headers, proof};
 use crate::metrics::Outcome;
 use crate::store::{SessionRecord, StoreError, Update, Versioned};
 
+/// Longest `Sec-Secure-Session-Id` looked up; devbound's own ids are 22 characters.
+const MAX_SESSION_ID_LEN: usize = 64;
+
 /// How often a refresh retries after another request changed the session under it.
 const MAX_UPDATE_ATTEMPTS: usize = 3;
 
@@ -129,8 +132,8 @@ pub async fn refresh(State(state): State<AppState>, request: HeaderMap) -> Respo
 
 async fn refresh_session(state: &AppState, request: &HeaderMap, now: UnixTime) -> Response {
     let session_id = match read_header(request, headers::SESSION_ID) {
-        Ok(Some(id)) => id,
-        Ok(None) | Err(_) => {
+        Ok(Some(id)) if id.len() <= MAX_SESSION_ID_LEN => id,
+        Ok(_) | Err(_) => {
             state.metrics.refuse("refresh", "missing_session_id");
             count(state, "refresh", "rejected");
             return error_response(StatusCode::BAD_REQUEST, "invalid_request");
@@ -259,7 +262,7 @@ fn challenge_response(state: &AppState, session: &SessionRecord) -> Response {
 fn terminate(state: &AppState, session_id: &str, session: Option<&SessionRecord>) -> Response {
     tracing::info!(
         target: "security",
-        session = %session_id,
+        session = ?session_id,
         state = session.map_or("unknown", SessionRecord::state_name),
         "DBSC refresh for a session that is not live; telling the browser to end it"
     );

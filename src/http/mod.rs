@@ -31,6 +31,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     admin_token: Arc<Secret>,
+    /// Bounds concurrent Argon2 password checks, each of which takes 19 MiB and tens of
+    /// milliseconds of CPU, so that a flood of sign-ins cannot exhaust memory.
+    password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -46,6 +49,9 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             clock,
             admin_token: Arc::new(admin_token),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |cpus| cpus.get().max(2)),
+            )),
         }
     }
 }

@@ -17,6 +17,9 @@ use crate::dbsc::{self, headers};
 use crate::metrics::Outcome;
 use crate::store::{SessionState, StoreError};
 
+/// How long a sign-in waits for a free password check before it is turned away.
+const PASSWORD_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Deserialize)]
 pub struct LoginForm {
     username: String,
@@ -112,7 +115,20 @@ async fn check_password(
         .map_err(|error| internal_error("login", &error))?;
     let checked = user.clone();
 
-    // Argon2 takes tens of milliseconds of CPU; keep it off the async workers.
+    // Argon2 takes tens of milliseconds of CPU and 19 MiB; run a bounded number at a time, off
+    // the async workers, and turn away sign-ins that cannot start within a few seconds.
+    let permit = tokio::time::timeout(
+        PASSWORD_CHECK_WAIT,
+        state.password_checks.clone().acquire_owned(),
+    )
+    .await;
+    let Ok(Ok(_permit)) = permit else {
+        tracing::info!(target: "security", "password sign-in rejected: too many in progress");
+        state.metrics.refuse("login", "busy");
+        let notice =
+            r#"<p class="notice">Too many sign-ins are in progress. Try again in a moment.</p>"#;
+        return Err((StatusCode::SERVICE_UNAVAILABLE, Html(login_page(notice))).into_response());
+    };
     let verified = tokio::task::spawn_blocking(move || {
         account::verify_password(checked.as_ref(), &form.password)
     })
@@ -286,22 +302,28 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
     let clear = [(SET_COOKIE, state.policy.cookie.clear())];
     let signed_out = Redirect::to(&format!("{}?reason=signed_out", routes::LOGIN));
 
-    let Ok(current) = auth::authenticate(&state, &headers, now) else {
-        return (clear, signed_out).into_response();
+    // Sign-out needs only the session's credential, current or just replaced, and not a fresh
+    // one: a user whose cookie expired or whose browser skipped a refresh can still sign out.
+    let session_id = match auth::session_for_sign_out(&state, &headers) {
+        Ok(Some(session_id)) => session_id,
+        Ok(None) => return (clear, signed_out).into_response(),
+        Err(error) => return internal_error("logout", &error),
     };
-    let ended = dbsc::end_session(&current.session.record, SessionState::SignedOut { at: now });
-    let stored = state
-        .store
-        .update_session(&current.session, &ended)
-        .map(drop);
-    if let Err(error) = stored {
-        return internal_error("logout", &error);
+    let ended = super::api::end_session(
+        &state,
+        &session_id,
+        SessionState::SignedOut { at: now },
+        now,
+    )
+    .await;
+    match ended {
+        Ok(Some(ended)) => {
+            tracing::info!(target: "security", session = %ended.id, user = %ended.user_id, "signed out");
+            (clear, signed_out).into_response()
+        }
+        Ok(None) => (clear, signed_out).into_response(),
+        Err(error) => internal_error("logout", &error),
     }
-    if let Err(error) = state.store.sync().await {
-        return internal_error("logout", &error);
-    }
-    tracing::info!(target: "security", session = %ended.id, user = %ended.user_id, "signed out");
-    (clear, signed_out).into_response()
 }
 
 /// The bound session of a page request, or a redirect to the sign-in page.

@@ -97,7 +97,7 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
         .map_err(|error| ServeError::Bind(addr, error))?;
     let server = axum_server::from_tcp_rustls(listener, rustls_config)
         .handle(handle.clone())
-        .serve(router(state.clone()).into_make_service());
+        .serve(router(state.clone()).into_make_service_with_connect_info::<SocketAddr>());
 
     Ok(RunningServer {
         addr,
