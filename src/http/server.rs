@@ -22,8 +22,11 @@ pub const SERVER_FILE: &str = "server.json";
 
 /// How long shutdown waits for requests in flight.
 const GRACE_PERIOD: Duration = Duration::from_secs(10);
-/// How often expired challenges and pending sessions are deleted.
+/// How often expired registration challenges are deleted.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Sessions are swept every this many challenge sweeps (hourly): a sweep reads every session,
+/// and an expired session is already refused when it is read.
+const SESSION_SWEEP_EVERY: u32 = 60;
 /// How long an ended session stays listed before it is deleted, in seconds.
 const ENDED_SESSION_RETENTION: u64 = 7 * 24 * 3600;
 
@@ -203,17 +206,22 @@ fn write_server_info(
     Ok(info)
 }
 
-/// Deletes expired registration challenges and sessions, once a minute.
+/// Deletes expired registration challenges every minute and ended sessions every hour.
 async fn sweep(state: AppState) {
-    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
-    loop {
+    let start = tokio::time::Instant::now() + SWEEP_INTERVAL;
+    let mut interval = tokio::time::interval_at(start, SWEEP_INTERVAL);
+    for round in 1u32.. {
         interval.tick().await;
         let now = state.clock.now();
         let store = state.store.clone();
+        let sweep_sessions = round % SESSION_SWEEP_EVERY == 0;
         let swept = tokio::task::spawn_blocking(move || {
             let challenges = store.purge_challenges(now)?;
-            let sessions =
-                store.purge_sessions(now, now.saturating_sub(ENDED_SESSION_RETENTION))?;
+            let sessions = if sweep_sessions {
+                store.purge_sessions(now, now.saturating_sub(ENDED_SESSION_RETENTION))?
+            } else {
+                0
+            };
             Ok::<_, StoreError>((challenges, sessions))
         })
         .await;
