@@ -111,7 +111,7 @@ impl DbscClient {
         self.accept_instructions(response).await
     }
 
-    /// A registration proof as Chromium 156 builds it.
+    /// Signs a registration proof as Chromium 156 builds it.
     pub fn registration_proof(
         &self,
         challenge: &str,
@@ -125,7 +125,7 @@ impl DbscClient {
         sign_jws(&self.key, &header, &claims).map_err(ClientError::Signing)
     }
 
-    /// A refresh proof as Chromium 156 builds it: no `jwk`, only `jti`.
+    /// Signs a refresh proof as Chromium 156 builds it: no `jwk`, only `jti`.
     pub fn refresh_proof(&self, challenge: &str) -> Result<String, ClientError> {
         let header = json!({ "alg": self.key.algorithm().name(), "typ": PROOF_TYPE });
         sign_jws(&self.key, &header, &json!({ "jti": challenge })).map_err(ClientError::Signing)
@@ -186,7 +186,7 @@ impl DbscClient {
             return Ok(RefreshOutcome::Renewed { requests });
         }
         Err(ClientError::Protocol(
-            "server rejected the answer to its own challenge".into(),
+            "server rejected the response to its own challenge".into(),
         ))
     }
 
@@ -213,7 +213,7 @@ impl DbscClient {
         Ok(response)
     }
 
-    /// The `Cookie` header this client sends.
+    /// Builds the `Cookie` header this client sends.
     pub fn cookie_header(&self) -> String {
         let mut pairs: Vec<String> = self
             .cookies

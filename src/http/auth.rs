@@ -17,7 +17,7 @@ pub struct CurrentSession {
     pub user: UserRecord,
 }
 
-/// Why a request is not authenticated. Logged, never shown to the peer.
+/// The reason a request is not authenticated. Logged, never shown to the peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unauthenticated {
     NoCookie,
@@ -27,7 +27,7 @@ pub enum Unauthenticated {
     Ended,
     WrongCredential,
     CookieExpired,
-    /// The browser said it skipped a refresh, so the request is treated as unbound.
+    /// The browser reported a skipped refresh, so the request is treated as unbound.
     RefreshSkipped,
 }
 
@@ -80,7 +80,7 @@ pub fn authenticate(
     Ok(CurrentSession { session, user })
 }
 
-/// The session id and credential in the bound cookie, if the request has one.
+/// Reads the session id and credential from the request's bound cookie.
 pub fn read_cookie<'h>(
     state: &AppState,
     headers: &'h HeaderMap,
@@ -98,8 +98,8 @@ pub fn read_cookie<'h>(
     Ok((session_id, Secret::from_string(credential.to_owned())))
 }
 
-/// The id of the session whose current or just-replaced credential the cookie carries,
-/// whether or not that credential has expired.
+/// Finds the session whose current or just-replaced credential the cookie carries, whether or
+/// not that credential has expired, and returns its id.
 pub fn session_for_sign_out(
     state: &AppState,
     headers: &HeaderMap,

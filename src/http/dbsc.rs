@@ -1,8 +1,8 @@
 //! The DBSC registration and refresh endpoints.
 //!
-//! Status codes follow what Chromium does with them: a 403 with a challenge makes it sign and
-//! retry, a 200 with `continue: false` ends the session cleanly, any other 4xx also ends the
-//! session, and a 5xx keeps it for a later attempt. So a refresh with a bad proof gets a new
+//! Status codes follow what Chromium does with them. A 403 with a challenge makes it sign and
+//! retry, and a 200 with `continue: false` ends the session cleanly. Any other 4xx also ends the
+//! session, while a 5xx keeps it for a later attempt. So a refresh with a bad proof gets a new
 //! challenge rather than a 401, and a store failure is a 500.
 
 use std::time::Instant;
@@ -27,7 +27,7 @@ const MAX_UPDATE_ATTEMPTS: usize = 3;
 
 enum Failure {
     Rejected(DbscError),
-    /// The request itself is malformed; nothing identifies a session to answer for.
+    /// The request is malformed and names no session to respond for.
     BadRequest(&'static str),
     Store(StoreError),
 }
@@ -177,7 +177,7 @@ fn check_proof(
     dbsc::check_refresh_proof(session, &proof, now)
 }
 
-/// Stores a new credential and the next challenge, and answers 200 with both.
+/// Stores a new credential and the next challenge, and responds 200 with both.
 async fn renew(state: &AppState, session: Versioned<SessionRecord>, now: UnixTime) -> Response {
     let issued = {
         let mut rng = rand::thread_rng();
@@ -198,7 +198,7 @@ async fn renew(state: &AppState, session: Versioned<SessionRecord>, now: UnixTim
     renewed_response(state, &issued)
 }
 
-/// Answers 403 with the session's outstanding challenge, or a new one if it has none left.
+/// Responds 403 with the session's outstanding challenge, or a new one if it has none left.
 ///
 /// Reusing an unexpired challenge means that a request without a proof, which anyone who knows
 /// the session id can send, cannot replace the challenge the browser has cached.
@@ -274,7 +274,7 @@ fn terminate(state: &AppState, session_id: &str, session: Option<&SessionRecord>
     response
 }
 
-/// The 200 answer to a registration or refresh: `Set-Cookie`, the instructions JSON built from
+/// Builds the 200 response to a registration or refresh: `Set-Cookie`, the instructions JSON built from
 /// the same cookie value, and the next challenge.
 fn renewed_response(state: &AppState, issued: &Issued) -> Response {
     let policy = &state.policy;
