@@ -83,7 +83,8 @@ fn hash_password(
         .map_err(|error| AccountError::Hash(error.to_string()))
 }
 
-/// A hash of a password nobody knows, checked when the user name is unknown.
+/// An Argon2id hash that no known password matches. It is checked when the user name is
+/// unknown, so that the response takes as long as for a real user.
 const DECOY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$u6eLU3v2Fm4Sj0pSmH1bfzXh0kEn4mPSs9JPl+DXXbo";
 

@@ -84,7 +84,7 @@ impl Metrics {
             .inc();
     }
 
-    /// The metrics in the Prometheus text exposition format.
+    /// Encodes the metrics in the Prometheus text exposition format.
     pub fn encode(&self) -> String {
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {

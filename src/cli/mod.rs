@@ -30,7 +30,7 @@ pub enum Command {
     Session(SessionCommand),
 }
 
-/// Where operator commands find the service's state. They open the database directly when the
+/// The location of the service's state for operator commands. They open the database directly when the
 /// service is stopped, and use its admin API (with the token in the data directory) when it
 /// runs.
 #[derive(Debug, Clone, clap::Args)]

@@ -93,7 +93,7 @@ fn read_password() -> Result<String, String> {
 }
 
 /// Opens the service's state in `data`. Only `user add` may create a new data directory, and
-/// it says so, because a mistyped `--data-dir` would otherwise leave the user in a database the
+/// it prints a note when it does, because a mistyped `--data-dir` would otherwise leave the user in a database the
 /// service never reads.
 fn open_or_create(data: &DataDir) -> Result<Backend, String> {
     let dir = &data.data_dir;

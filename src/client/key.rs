@@ -41,7 +41,7 @@ impl SessionKey {
         }
     }
 
-    /// The public key as a JWK object.
+    /// Returns the public key as a JWK object.
     pub fn public_jwk(&self) -> Value {
         match self {
             Self::Es256(key) => {

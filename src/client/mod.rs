@@ -1,6 +1,6 @@
 //! Clients of devbound: a software DBSC client, and the operator's admin client.
 //!
-//! The DBSC client holds its session key in memory. It drives the same endpoints a browser
+//! The DBSC client keeps its session key in memory. It drives the same endpoints a browser
 //! does, and its proof builders are public so that tests can send proofs a browser never would.
 
 mod dbsc;

@@ -101,7 +101,7 @@ impl Jwk {
         }
     }
 
-    /// The JWK SHA-256 thumbprint (RFC 7638 §3): the required members in lexicographic order,
+    /// Computes the JWK SHA-256 thumbprint (RFC 7638 §3): the required members in lexicographic order,
     /// with no white space, hashed and encoded as base64url.
     pub fn thumbprint(&self) -> String {
         let canonical = match self {
@@ -219,7 +219,7 @@ fn parse_rsa(raw: RawJwk) -> Result<Jwk, JwkError> {
     Ok(Jwk::Rsa { n, e })
 }
 
-/// Whether a big-endian unsigned integer is odd.
+/// Checks whether a big-endian unsigned integer is odd.
 fn is_odd(big_endian: &[u8]) -> bool {
     big_endian.last().is_some_and(|byte| byte % 2 == 1)
 }

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use super::base64url;
 use super::jwk::{Jwk, JwkError, PublicKey};
 
-/// Longest compact JWS accepted, in bytes. An RS256 proof with a 4096-bit `jwk` is under 2 KiB.
+/// Maximum length of an accepted compact JWS, in bytes. An RS256 proof with a 4096-bit `jwk` is under 2 KiB.
 pub const MAX_JWS_LEN: usize = 8 * 1024;
 
 /// The signature algorithms devbound accepts anywhere. Each key type allows exactly one.
@@ -176,8 +176,8 @@ fn check_header(header: &JoseHeader, accepted: &[Algorithm]) -> Result<Algorithm
         .filter(|alg| accepted.contains(alg))
         .ok_or_else(|| JoseError::UnsupportedAlgorithm(header.alg.clone()))?;
 
-    // Keys come only from server-side state or an embedded `jwk` the caller checks; a key
-    // fetched or chained from a URL or certificate in the token is never used.
+    // Keys come only from server-side state or from an embedded `jwk` that the caller checks.
+    // A key fetched or chained from a URL or certificate in the token is never used.
     if header.jku.is_some() {
         return Err(JoseError::ForbiddenHeader("jku"));
     }

@@ -77,7 +77,7 @@ impl BoundCookie {
         &self.name
     }
 
-    /// The attributes shared by `Set-Cookie` and the session instructions.
+    /// Formats the attributes shared by `Set-Cookie` and the session instructions.
     pub fn attributes(&self) -> String {
         let mut attributes = String::from("Path=/");
         if let Some(domain) = &self.domain {
@@ -89,7 +89,7 @@ impl BoundCookie {
         attributes
     }
 
-    /// A `Set-Cookie` value that sets `value` for `max_age` seconds.
+    /// Builds a `Set-Cookie` value that sets `value` for `max_age` seconds.
     pub fn set(&self, value: &str, max_age: u64) -> String {
         format!(
             "{}={value}; {}; Max-Age={max_age}",
@@ -98,7 +98,7 @@ impl BoundCookie {
         )
     }
 
-    /// A `Set-Cookie` value that deletes the cookie.
+    /// Builds a `Set-Cookie` value that deletes the cookie.
     pub fn clear(&self) -> String {
         self.set("", 0)
     }

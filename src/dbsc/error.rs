@@ -35,7 +35,7 @@ pub enum DbscError {
 }
 
 impl DbscError {
-    /// A short stable label for metrics and log fields.
+    /// Returns a short stable label for metrics and log fields.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Jose(JoseError::BadSignature) => "bad_signature",

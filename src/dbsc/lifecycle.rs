@@ -43,7 +43,7 @@ impl Policy {
     }
 }
 
-/// What a successful sign-in starts: a pending session and the registration offered for it.
+/// The start of a signed-in session: a pending session and the registration offered for it.
 #[derive(Debug)]
 pub struct SignIn {
     pub session: SessionRecord,
@@ -60,7 +60,7 @@ pub struct Issued {
 }
 
 impl Issued {
-    /// The cookie value: the session id and the credential, separated by a dot.
+    /// Formats the cookie value: the session id and the credential, separated by a dot.
     pub fn cookie_value(&self) -> String {
         format!("{}.{}", self.session.id, self.credential.expose())
     }
@@ -181,7 +181,7 @@ fn with_new_challenge(
     next
 }
 
-/// The session's challenge, if it has one that has not expired at `now`.
+/// Returns the session's challenge if it has one that has not expired at `now`.
 pub fn outstanding_challenge(session: &SessionRecord, now: UnixTime) -> Option<&PendingChallenge> {
     session
         .challenge
@@ -189,7 +189,7 @@ pub fn outstanding_challenge(session: &SessionRecord, now: UnixTime) -> Option<&
         .filter(|challenge| now < challenge.expires_at)
 }
 
-/// Checks that a verified refresh proof answers the session's outstanding challenge.
+/// Checks that a verified refresh proof signs the session's outstanding challenge.
 pub fn check_refresh_proof(
     session: &SessionRecord,
     proof: &RefreshProof,

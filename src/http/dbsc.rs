@@ -200,7 +200,7 @@ async fn renew(state: &AppState, session: Versioned<SessionRecord>, now: UnixTim
 
 /// Responds 403 with the session's outstanding challenge, or a new one if it has none left.
 ///
-/// Reusing an unexpired challenge means that a request without a proof, which anyone who knows
+/// Reusing an unexpired challenge means that a request without a proof, which anyone with
 /// the session id can send, cannot replace the challenge the browser has cached.
 async fn challenge(state: &AppState, session: Versioned<SessionRecord>, now: UnixTime) -> Response {
     if dbsc::outstanding_challenge(&session.record, now).is_some() {

@@ -326,7 +326,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
     }
 }
 
-/// The bound session of a page request, or a redirect to the sign-in page.
+/// Returns the bound session of a page request, or a redirect to the sign-in page.
 fn signed_in(
     state: &AppState,
     headers: &HeaderMap,

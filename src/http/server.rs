@@ -115,7 +115,7 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
 }
 
 impl RunningServer {
-    /// The origin browsers and clients use.
+    /// Returns the origin browsers and clients use.
     pub fn url(&self) -> &str {
         &self.state.policy.origin
     }

@@ -45,7 +45,7 @@ pub struct BoundKey {
     pub jwk: Jwk,
 }
 
-/// Where a session is in its lifecycle.
+/// The lifecycle state of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum SessionState {
@@ -108,7 +108,7 @@ impl SessionRecord {
         self.state == SessionState::Bound && self.key.is_some()
     }
 
-    /// Whether the session can still be used or refreshed at `now`.
+    /// Checks whether the session can still be used or refreshed at `now`.
     pub fn is_live(&self, now: UnixTime) -> bool {
         matches!(self.state, SessionState::Pending | SessionState::Bound) && now < self.expires_at
     }

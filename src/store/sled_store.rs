@@ -141,7 +141,7 @@ fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, S
         .transpose()
 }
 
-/// The index key of a user's session: user id, a zero byte, session id.
+/// Builds the index key of a user's session: user id, a zero byte, session id.
 fn user_session_key(user_id: &str, session_id: &str) -> Vec<u8> {
     [user_id.as_bytes(), &[0], session_id.as_bytes()].concat()
 }

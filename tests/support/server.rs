@@ -82,13 +82,13 @@ impl TestServer {
             .advance(seconds);
     }
 
-    /// A new software DBSC client with a fresh key for `alg`.
+    /// Creates a software DBSC client with a fresh key for `alg`.
     pub fn client(&self, alg: Algorithm) -> DbscClient {
         let http = https_client(&self.cert_pem).unwrap();
         DbscClient::new(http, self.url(), SessionKey::generate(alg).unwrap())
     }
 
-    /// A client already signed in as a new user `name` with a registered session.
+    /// Creates user `name` and returns a client signed in with a registered session.
     pub async fn bound_client(&self, name: &str, alg: Algorithm) -> DbscClient {
         self.add_user(name);
         let mut client = self.client(alg);
