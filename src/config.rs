@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::crypto::Algorithm;
 use crate::dbsc::{BoundCookie, CookieError, Policy, SameSite};
+use crate::passkey::{AttestationMode, CounterPolicy, PasskeySettings, TrustAnchors, TrustError};
 
 pub const DEFAULT_DATA_DIR: &str = "devbound-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -83,6 +84,46 @@ pub struct ServeOptions {
     /// PEM private key for --tls-cert
     #[arg(long, env = "DEVBOUND_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Whether the sign-in page offers and accepts passwords beside passkeys [default: true]
+    #[arg(long, env = "DEVBOUND_PASSWORD_SIGN_IN", action = clap::ArgAction::Set)]
+    pub password_sign_in: Option<bool>,
+
+    /// WebAuthn RP ID: the public URL's host or a registrable suffix of it
+    /// [default: the public URL's host]
+    #[arg(long, env = "DEVBOUND_PASSKEY_RP_ID")]
+    pub passkey_rp_id: Option<String>,
+
+    /// Passkey attestation policy: `any` accepts every authenticator, `trusted` only those
+    /// whose attestation chains to the trust list [default: any]
+    #[arg(long, env = "DEVBOUND_PASSKEY_ATTESTATION")]
+    pub passkey_attestation: Option<String>,
+
+    /// Directory of trusted attestation root certificates (.pem, .crt or .der files)
+    #[arg(long, env = "DEVBOUND_PASSKEY_TRUSTED_CA_DIR")]
+    pub passkey_trusted_ca_dir: Option<PathBuf>,
+
+    /// Trusted authenticator AAGUIDs, comma-separated; limits the roots to these models
+    #[arg(long, env = "DEVBOUND_PASSKEY_TRUSTED_AAGUIDS", value_delimiter = ',')]
+    pub passkey_trusted_aaguids: Option<Vec<String>>,
+
+    /// FIDO Metadata Service (MDS3) BLOB file whose models' roots are trusted
+    #[arg(long, env = "DEVBOUND_PASSKEY_METADATA_BLOB")]
+    pub passkey_metadata_blob: Option<PathBuf>,
+
+    /// What a signature counter that did not advance does: `reject` the sign-in, or `record`
+    /// it and give the session software assurance [default: reject]
+    #[arg(long, env = "DEVBOUND_PASSKEY_COUNTER")]
+    pub passkey_counter: Option<String>,
+
+    /// How long a passkey proof keeps a passkey-bound session fresh, such as 12h [default: 12h]
+    #[arg(long, env = "DEVBOUND_PASSKEY_FRESHNESS")]
+    pub passkey_freshness: Option<String>,
+
+    /// Maximum age of the passkey proof that sensitive actions demand, such as 5m
+    /// [default: 5m]
+    #[arg(long, env = "DEVBOUND_PASSKEY_STEP_UP_MAX_AGE")]
+    pub passkey_step_up_max_age: Option<String>,
 }
 
 /// An invalid configuration value.
@@ -102,6 +143,14 @@ pub enum ConfigError {
     PublicUrl(String),
     #[error("cookie: {0}")]
     Cookie(#[from] CookieError),
+    #[error("{option}: {value:?} is not one of {allowed}")]
+    Choice {
+        option: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+    #[error("passkey trust list: {0}")]
+    Trust(#[from] TrustError),
 }
 
 /// The resolved configuration of a running service.
@@ -115,6 +164,7 @@ pub struct Config {
     pub public_url_set: bool,
     /// Page cache of the database, in bytes.
     pub cache_bytes: u64,
+    pub passkeys: PasskeySettings,
 }
 
 impl ServeOptions {
@@ -140,6 +190,19 @@ impl ServeOptions {
         self.cache_mb = self.cache_mb.or(file.cache_mb);
         self.tls_cert = self.tls_cert.or(file.tls_cert);
         self.tls_key = self.tls_key.or(file.tls_key);
+        self.password_sign_in = self.password_sign_in.or(file.password_sign_in);
+        self.passkey_rp_id = self.passkey_rp_id.or(file.passkey_rp_id);
+        self.passkey_attestation = self.passkey_attestation.or(file.passkey_attestation);
+        self.passkey_trusted_ca_dir = self.passkey_trusted_ca_dir.or(file.passkey_trusted_ca_dir);
+        self.passkey_trusted_aaguids = self
+            .passkey_trusted_aaguids
+            .or(file.passkey_trusted_aaguids);
+        self.passkey_metadata_blob = self.passkey_metadata_blob.or(file.passkey_metadata_blob);
+        self.passkey_counter = self.passkey_counter.or(file.passkey_counter);
+        self.passkey_freshness = self.passkey_freshness.or(file.passkey_freshness);
+        self.passkey_step_up_max_age = self
+            .passkey_step_up_max_age
+            .or(file.passkey_step_up_max_age);
         Ok(self)
     }
 
@@ -183,6 +246,7 @@ impl ServeOptions {
             )?,
             algorithms: algorithms(self.algorithms.as_deref())?,
         };
+        let passkeys = self.passkey_settings(policy.challenge_ttl)?;
         Ok(Config {
             data_dir: self
                 .data_dir
@@ -196,6 +260,56 @@ impl ServeOptions {
                 .map_or(crate::store::DEFAULT_CACHE_BYTES, |mb| {
                     mb.saturating_mul(1024 * 1024)
                 }),
+            passkeys,
+        })
+    }
+
+    /// Resolves the passkey options and loads the attestation trust list.
+    fn passkey_settings(&self, ceremony_ttl: u64) -> Result<PasskeySettings, ConfigError> {
+        let defaults = PasskeySettings::default();
+        let attestation = match self.passkey_attestation.as_deref() {
+            None => AttestationMode::Any,
+            Some(name) => AttestationMode::from_name(name).ok_or(ConfigError::Choice {
+                option: "--passkey-attestation",
+                value: name.to_owned(),
+                allowed: "any, trusted",
+            })?,
+        };
+        let counter = match self.passkey_counter.as_deref() {
+            None => CounterPolicy::Reject,
+            Some(name) => CounterPolicy::from_name(name).ok_or(ConfigError::Choice {
+                option: "--passkey-counter",
+                value: name.to_owned(),
+                allowed: "reject, record",
+            })?,
+        };
+        let trust = TrustAnchors::load(
+            self.passkey_trusted_ca_dir.as_deref(),
+            self.passkey_trusted_aaguids.as_deref().unwrap_or_default(),
+            self.passkey_metadata_blob.as_deref(),
+        )?;
+        if attestation == AttestationMode::Trusted && trust.is_empty() {
+            return Err(ConfigError::Trust(TrustError::NoRoots));
+        }
+        Ok(PasskeySettings {
+            rp_id: self.passkey_rp_id.clone(),
+            attestation,
+            trust,
+            counter,
+            freshness: duration(
+                "--passkey-freshness",
+                self.passkey_freshness.as_deref(),
+                Duration::from_secs(defaults.freshness),
+                60,
+            )?,
+            step_up_max_age: duration(
+                "--passkey-step-up-max-age",
+                self.passkey_step_up_max_age.as_deref(),
+                Duration::from_secs(defaults.step_up_max_age),
+                1,
+            )?,
+            ceremony_ttl,
+            password_sign_in: self.password_sign_in.unwrap_or(true),
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod crypto;
 pub mod dbsc;
 pub mod http;
 pub mod metrics;
+pub mod passkey;
 pub mod store;
 pub mod tls;
 pub mod tpm;

@@ -106,6 +106,14 @@ impl DbscClient {
         password: &str,
     ) -> Result<SessionInstructions, ClientError> {
         let offer = self.sign_in(user, password).await?;
+        self.register(&offer).await
+    }
+
+    /// Registers this client's key for a registration the server offered at any sign-in.
+    pub async fn register(
+        &mut self,
+        offer: &RegistrationOffer,
+    ) -> Result<SessionInstructions, ClientError> {
         let proof = self.registration_proof(&offer.challenge, offer.authorization.as_deref())?;
         let response = self.post_register(&offer.path, &proof).await?;
         self.accept_instructions(response).await

@@ -2,14 +2,20 @@
 
 mod admin;
 mod api;
-mod auth;
+pub mod auth;
 mod dbsc;
 mod pages;
+mod passkey_views;
+mod passkeys;
 pub mod routes;
 mod server;
+mod step_up;
 mod views;
 
 pub use server::{ADMIN_TOKEN_FILE, RunningServer, SERVER_FILE, ServeError, ServerInfo, start};
+pub use step_up::{
+    require_json as require_step_up_json, require_page as require_step_up, step_up_url,
+};
 pub use views::{SessionView, utc};
 
 use std::sync::Arc;
@@ -21,6 +27,7 @@ use crate::clock::Clock;
 use crate::crypto::Secret;
 use crate::dbsc::Policy;
 use crate::metrics::Metrics;
+use crate::passkey::RelyingParty;
 use crate::store::Store;
 
 /// State shared by every handler.
@@ -30,6 +37,8 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    /// The WebAuthn Relying Party and the operator's passkey policies.
+    pub passkeys: Arc<RelyingParty>,
     admin_token: Arc<Secret>,
     /// Bounds concurrent Argon2 password checks, each of which takes 19 MiB and tens of
     /// milliseconds of CPU, so that a flood of sign-ins cannot exhaust memory.
@@ -42,12 +51,14 @@ impl AppState {
         policy: Policy,
         clock: Arc<dyn Clock>,
         admin_token: Secret,
+        passkeys: RelyingParty,
     ) -> Self {
         Self {
             store,
             policy: Arc::new(policy),
             metrics: Arc::new(Metrics::new()),
             clock,
+            passkeys: Arc::new(passkeys),
             admin_token: Arc::new(admin_token),
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |cpus| cpus.get().max(2)),
@@ -75,6 +86,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::ADMIN_SESSIONS, get(admin::list_sessions))
         .route(routes::ADMIN_SESSION_REVOKE, post(admin::revoke_session))
+        .route(
+            routes::PASSKEY_SIGN_IN_OPTIONS,
+            post(passkeys::sign_in_options),
+        )
+        .route(routes::PASSKEY_SIGN_IN, post(passkeys::sign_in))
+        .route(routes::PASSKEYS, get(passkeys::list_page))
+        .route(
+            routes::PASSKEY_REGISTER_OPTIONS,
+            post(passkeys::register_options),
+        )
+        .route(routes::PASSKEY_REGISTER, post(passkeys::register))
+        .route(routes::PASSKEY_RENAME, post(passkeys::rename))
+        .route(routes::PASSKEY_REMOVE, post(passkeys::remove))
+        .route(routes::STEP_UP, get(step_up::page).post(step_up::verify))
+        .route(routes::STEP_UP_OPTIONS, post(step_up::options))
+        .route(routes::API_PASSKEYS, get(passkeys::list_json))
         .route(routes::HEALTHZ, get(|| async { "ok\n" }))
         .route(routes::METRICS, get(metrics))
         .with_state(state)

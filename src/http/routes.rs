@@ -13,6 +13,16 @@ pub const API_SESSION: &str = "/api/sessions/{id}";
 pub const ADMIN_USERS: &str = "/admin/users";
 pub const ADMIN_SESSIONS: &str = "/admin/sessions";
 pub const ADMIN_SESSION_REVOKE: &str = "/admin/sessions/{id}/revoke";
+pub const PASSKEY_SIGN_IN_OPTIONS: &str = "/login/passkey/options";
+pub const PASSKEY_SIGN_IN: &str = "/login/passkey";
+pub const PASSKEYS: &str = "/passkeys";
+pub const PASSKEY_REGISTER_OPTIONS: &str = "/passkeys/register/options";
+pub const PASSKEY_REGISTER: &str = "/passkeys/register";
+pub const PASSKEY_RENAME: &str = "/passkeys/{id}/rename";
+pub const PASSKEY_REMOVE: &str = "/passkeys/{id}/remove";
+pub const STEP_UP: &str = "/passkeys/step-up";
+pub const STEP_UP_OPTIONS: &str = "/passkeys/step-up/options";
+pub const API_PASSKEYS: &str = "/api/passkeys";
 pub const HEALTHZ: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
 

@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::{
-    RegistrationChallenge, SessionRecord, SessionState, Store, StoreError, SyncFuture, Update,
-    UserRecord, Versioned,
+    CeremonyRecord, PasskeyRecord, RegistrationChallenge, SessionRecord, SessionState, Store,
+    StoreError, SyncFuture, Update, UserRecord, Versioned,
 };
 
 const USERS: &str = "users";
@@ -22,6 +22,9 @@ const USER_NAMES: &str = "user_names";
 const SESSIONS: &str = "sessions";
 const USER_SESSIONS: &str = "user_sessions";
 const CHALLENGES: &str = "registration_challenges";
+const PASSKEYS: &str = "passkeys";
+const USER_PASSKEYS: &str = "user_passkeys";
+const CEREMONIES: &str = "passkey_ceremonies";
 
 type SyncWaiter = oneshot::Sender<Result<(), String>>;
 
@@ -42,6 +45,9 @@ pub struct SledStore {
     sessions: sled::Tree,
     user_sessions: sled::Tree,
     challenges: sled::Tree,
+    passkeys: sled::Tree,
+    user_passkeys: sled::Tree,
+    ceremonies: sled::Tree,
     flusher: Arc<Flusher>,
 }
 
@@ -82,6 +88,9 @@ impl SledStore {
             sessions: tree(SESSIONS)?,
             user_sessions: tree(USER_SESSIONS)?,
             challenges: tree(CHALLENGES)?,
+            passkeys: tree(PASSKEYS)?,
+            user_passkeys: tree(USER_PASSKEYS)?,
+            ceremonies: tree(CEREMONIES)?,
             flusher: start_flusher(db.clone())?,
             db,
         })
@@ -307,6 +316,86 @@ impl Store for SledStore {
                 .map_err(|_| StoreError::Database("flush thread has stopped".into()))?
                 .map_err(StoreError::Database)
         })
+    }
+
+    // Passkeys.
+
+    fn insert_passkey(&self, passkey: &PasskeyRecord) -> Result<bool, StoreError> {
+        let claimed = self
+            .passkeys
+            .compare_and_swap(&passkey.id, None::<&[u8]>, Some(encode(passkey)?))
+            .map_err(database)?;
+        if claimed.is_err() {
+            return Ok(false);
+        }
+        self.user_passkeys
+            .insert(user_session_key(&passkey.user_id, &passkey.id), &[])
+            .map_err(database)?;
+        Ok(true)
+    }
+
+    fn find_passkey(&self, id: &str) -> Result<Option<PasskeyRecord>, StoreError> {
+        get(&self.passkeys, id)
+    }
+
+    fn list_passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let prefix = [user_id.as_bytes(), &[0]].concat();
+        let mut passkeys = Vec::new();
+        for entry in self.user_passkeys.scan_prefix(&prefix) {
+            let (key, _) = entry.map_err(database)?;
+            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some(passkey) = self.find_passkey(&id)? {
+                passkeys.push(passkey);
+            }
+        }
+        passkeys.sort_by(|a: &PasskeyRecord, b| a.created_at.cmp(&b.created_at));
+        Ok(passkeys)
+    }
+
+    fn update_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError> {
+        self.passkeys
+            .insert(&passkey.id, encode(passkey)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn delete_passkey(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(bytes) = self.passkeys.remove(id).map_err(database)? else {
+            return Ok(false);
+        };
+        let passkey: PasskeyRecord = decode(id.as_bytes(), &bytes)?;
+        self.user_passkeys
+            .remove(user_session_key(&passkey.user_id, id))
+            .map_err(database)?;
+        Ok(true)
+    }
+
+    fn insert_ceremony(&self, ceremony: &CeremonyRecord) -> Result<(), StoreError> {
+        self.ceremonies
+            .insert(&ceremony.id, encode(ceremony)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn consume_ceremony(&self, id: &str) -> Result<Option<CeremonyRecord>, StoreError> {
+        self.ceremonies
+            .remove(id)
+            .map_err(database)?
+            .map(|bytes| decode(id.as_bytes(), &bytes))
+            .transpose()
+    }
+
+    fn purge_ceremonies(&self, now: u64) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        for entry in self.ceremonies.iter() {
+            let (key, value) = entry.map_err(database)?;
+            let ceremony: CeremonyRecord = decode(&key, &value)?;
+            if ceremony.expires_at <= now {
+                self.ceremonies.remove(&key).map_err(database)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
     }
 }
 

@@ -2,4 +2,6 @@
 
 pub mod chromium;
 pub mod dbsc;
+pub mod passkeys;
 pub mod server;
+pub mod webauthn;
