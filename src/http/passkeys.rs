@@ -12,7 +12,7 @@ use webauthn_rs_core::proto::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::auth::{self, CurrentSession};
 use super::pages::{self, internal_error};
-use super::step_up::{self, json_session};
+use super::step_up::{self, json_post_session, json_session, page_post_session};
 use super::{AppState, passkey_views, routes};
 use crate::crypto::base64url;
 use crate::passkey::{Asserted, PasskeyError};
@@ -254,15 +254,8 @@ pub async fn register_options(
     headers: HeaderMap,
     body: Result<Json<RegisterOptionsRequest>, JsonRejection>,
 ) -> Response {
-    if !auth::same_origin(&state, &headers) {
-        return json_error(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "This request must come from devbound's own pages.",
-        );
-    }
     let now = state.clock.now();
-    let current = match json_session(&state, &headers, now) {
+    let current = match json_post_session(&state, &headers, now) {
         Ok(current) => current,
         Err(response) => return response,
     };
@@ -301,15 +294,8 @@ pub async fn register(
     headers: HeaderMap,
     body: Result<Json<RegisterRequest>, JsonRejection>,
 ) -> Response {
-    if !auth::same_origin(&state, &headers) {
-        return json_error(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "This request must come from devbound's own pages.",
-        );
-    }
     let now = state.clock.now();
-    let current = match json_session(&state, &headers, now) {
+    let current = match json_post_session(&state, &headers, now) {
         Ok(current) => current,
         Err(response) => return response,
     };
@@ -365,11 +351,8 @@ pub async fn rename(
     headers: HeaderMap,
     form: Result<Form<RenameForm>, FormRejection>,
 ) -> Response {
-    if !auth::same_origin(&state, &headers) {
-        return pages::forbidden_origin(&state, "passkey_rename");
-    }
     let now = state.clock.now();
-    let current = match pages::signed_in(&state, &headers, now, "passkeys") {
+    let current = match page_post_session(&state, &headers, now, "passkey_rename") {
         Ok(current) => current,
         Err(response) => return response,
     };
@@ -400,11 +383,8 @@ pub async fn remove(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !auth::same_origin(&state, &headers) {
-        return pages::forbidden_origin(&state, "passkey_remove");
-    }
     let now = state.clock.now();
-    let current = match pages::signed_in(&state, &headers, now, "passkeys") {
+    let current = match page_post_session(&state, &headers, now, "passkey_remove") {
         Ok(current) => current,
         Err(response) => return response,
     };

@@ -140,15 +140,8 @@ pub async fn page(
 
 /// Starts a proof for the signed-in session with any of the user's passkeys.
 pub async fn options(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if !auth::same_origin(&state, &headers) {
-        return json_error(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "This request must come from devbound's own pages.",
-        );
-    }
     let now = state.clock.now();
-    let current = match json_session(&state, &headers, now) {
+    let current = match json_post_session(&state, &headers, now) {
         Ok(current) => current,
         Err(response) => return response,
     };
@@ -184,15 +177,8 @@ pub async fn verify(
     headers: HeaderMap,
     body: Result<Json<StepUpRequest>, JsonRejection>,
 ) -> Response {
-    if !auth::same_origin(&state, &headers) {
-        return json_error(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "This request must come from devbound's own pages.",
-        );
-    }
     let now = state.clock.now();
-    let current = match json_session(&state, &headers, now) {
+    let current = match json_post_session(&state, &headers, now) {
         Ok(current) => current,
         Err(response) => return response,
     };
@@ -263,6 +249,36 @@ async fn record_proof(
     Err(StoreError::Database(
         "session kept changing during step-up".into(),
     ))
+}
+
+/// Returns the bound session of a state-changing JSON request from devbound's own pages, or a
+/// 403 or 401 JSON error.
+pub(super) fn json_post_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<CurrentSession, Response> {
+    if !auth::same_origin(state, headers) {
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "This request must come from devbound's own pages.",
+        ));
+    }
+    json_session(state, headers, now)
+}
+
+/// Returns the bound session of a form post from devbound's own pages, or an error page.
+pub(super) fn page_post_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    now: u64,
+    endpoint: &'static str,
+) -> Result<CurrentSession, Response> {
+    if !auth::same_origin(state, headers) {
+        return Err(pages::forbidden_origin(state, endpoint));
+    }
+    pages::signed_in(state, headers, now, "passkeys")
 }
 
 /// Returns the bound session of a JSON request, or a 401 JSON error.
