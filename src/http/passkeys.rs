@@ -469,9 +469,7 @@ pub(super) fn passkey_json_error(
     tracing::info!(target: "security", endpoint, reason = %error, "passkey ceremony rejected");
     state.metrics.refuse(endpoint, error.code());
     let status = match error {
-        PasskeyError::AuthenticatorNotApproved { .. } | PasskeyError::TpmCertificate(_) => {
-            StatusCode::FORBIDDEN
-        }
+        _ if error.code() == "not_approved" => StatusCode::FORBIDDEN,
         _ => StatusCode::BAD_REQUEST,
     };
     json_error(status, error.code(), error.person_message())

@@ -2,6 +2,8 @@
 
 use webauthn_rs_core::error::WebauthnError;
 
+use super::tpm_attestation::TpmAttestationError;
+
 /// A failed WebAuthn registration or authentication. The detail goes to the log; a person sees
 /// [`PasskeyError::person_message`] and the browser's script sees [`PasskeyError::code`].
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +26,8 @@ pub enum PasskeyError {
     DuplicateCredential,
     #[error("the authenticator {aaguid} is not trusted: {reason}")]
     AuthenticatorNotApproved { aaguid: String, reason: String },
-    #[error("TPM attestation certificate: {0}")]
-    TpmCertificate(#[from] super::tpm_san::TpmSanError),
+    #[error("tpm attestation: {0}")]
+    TpmAttestation(#[from] super::tpm_attestation::TpmAttestationError),
     #[error("the signature counter did not advance (stored {stored}, received {received})")]
     PossibleClone { stored: u32, received: u32 },
     #[error("the passkey's session freshness window has passed")]
@@ -49,7 +51,11 @@ impl PasskeyError {
             Self::ClientData(_) | Self::AuthenticatorData(_) => "invalid_response",
             Self::UnknownCredential | Self::UserHandleMismatch => "unknown_passkey",
             Self::DuplicateCredential => "already_registered",
-            Self::AuthenticatorNotApproved { .. } | Self::TpmCertificate(_) => "not_approved",
+            Self::AuthenticatorNotApproved { .. } => "not_approved",
+            // An AIK certificate from a manufacturer outside the TCG registry is not an
+            // approved authenticator; any other failure is an invalid response.
+            Self::TpmAttestation(TpmAttestationError::DeviceAttributes(_)) => "not_approved",
+            Self::TpmAttestation(_) => "invalid_response",
             Self::PossibleClone { .. } => "possible_clone",
             Self::Stale => "stale",
             Self::Webauthn(error) => webauthn_code(error),

@@ -15,6 +15,7 @@ pub mod client_data;
 mod error;
 pub mod registration;
 pub mod relying_party;
+pub mod tpm_attestation;
 pub mod tpm_san;
 pub mod trust;
 

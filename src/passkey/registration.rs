@@ -1,19 +1,25 @@
 //! Passkey registration (WebAuthn Level 3 §7.1) and the attestation trust decision.
 
+use std::collections::BTreeMap;
+
+use openssl::x509::X509;
 use rand::{CryptoRng, RngCore};
 use serde_cbor_2::Value as Cbor;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use webauthn_rs_core::attestation::verify_attestation_ca_chain;
 use webauthn_rs_core::error::WebauthnError;
 use webauthn_rs_core::proto::{
-    AttestationConveyancePreference, CreationChallengeResponse, Credential, ParsedAttestationData,
+    AttestationConveyancePreference, AttestationFormat, AttestationMetadata,
+    CreationChallengeResponse, Credential, ParsedAttestation, ParsedAttestationData,
     RegisterPublicKeyCredential, RegistrationState, UserVerificationPolicy,
 };
 
 use super::client_data::{self, Expected};
 use super::relying_party::RelyingParty;
 use super::trust::AttestationMode;
-use super::{PasskeyError, aaguid, tpm_san};
+use super::trust::TrustAnchors;
+use super::{PasskeyError, aaguid, tpm_attestation};
 use crate::clock::UnixTime;
 use crate::crypto::base64url;
 use crate::store::{
@@ -31,8 +37,8 @@ pub struct Started<T> {
 struct AttestationParts {
     fmt: String,
     aaguid: Uuid,
-    /// The first certificate of `attStmt.x5c`, if any.
-    leaf: Option<Vec<u8>>,
+    statement: Cbor,
+    auth_data: Vec<u8>,
 }
 
 impl RelyingParty {
@@ -97,17 +103,6 @@ impl RelyingParty {
             },
         )?;
         let parts = read_attestation(response.response.attestation_object.as_slice())?;
-        if parts.fmt == "tpm" {
-            // The AIK certificate's TPM manufacturer must be in the TCG registry. Checked here
-            // so that the error names the manufacturer.
-            let leaf = parts
-                .leaf
-                .as_deref()
-                .ok_or(PasskeyError::MalformedResponse(
-                    "tpm attestation without x5c".into(),
-                ))?;
-            tpm_san::check_aik_certificate(leaf)?;
-        }
 
         let state: RegistrationState = serde_json::from_value(ceremony.state.clone())
             .map_err(|error| PasskeyError::MalformedResponse(error.to_string()))?;
@@ -122,6 +117,9 @@ impl RelyingParty {
         state: &RegistrationState,
         parts: &AttestationParts,
     ) -> Result<(Credential, AttestationTrust), PasskeyError> {
+        if parts.fmt == "tpm" {
+            return self.verify_tpm_with_policy(response, state, parts);
+        }
         let trust = &self.settings.trust;
         if !trust.is_empty() {
             match self
@@ -148,6 +146,63 @@ impl RelyingParty {
             ParsedAttestationData::None => AttestationTrust::None,
             ParsedAttestationData::Self_ => AttestationTrust::SelfSigned,
             _ => AttestationTrust::Untrusted,
+        };
+        Ok((credential, trust))
+    }
+
+    /// Verifies a `tpm` statement with devbound's own verifier, then the rest of the ceremony
+    /// with webauthn-rs-core on the same response carrying a `none` statement.
+    fn verify_tpm_with_policy(
+        &self,
+        response: &RegisterPublicKeyCredential,
+        state: &RegistrationState,
+        parts: &AttestationParts,
+    ) -> Result<(Credential, AttestationTrust), PasskeyError> {
+        let credential_key = parts
+            .auth_data
+            .get(53..55)
+            .map(|len| 55 + usize::from(u16::from_be_bytes([len[0], len[1]])))
+            .and_then(|start| parts.auth_data.get(start..))
+            .and_then(tpm_attestation::credential_key)
+            .ok_or_else(|| PasskeyError::MalformedResponse("credential public key".into()))?;
+        let client_data_hash: [u8; 32] =
+            Sha256::digest(response.response.client_data_json.as_slice()).into();
+        let verified = tpm_attestation::verify(
+            &parts.statement,
+            &parts.auth_data,
+            &client_data_hash,
+            &credential_key,
+            parts.aaguid.as_bytes(),
+        )?;
+
+        let without_statement = with_none_statement(response, &parts.auth_data)?;
+        let mut credential = self
+            .core
+            .register_credential(&without_statement, state, None)?;
+        let chain = verified
+            .chain
+            .iter()
+            .map(|der| X509::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| PasskeyError::MalformedResponse("x5c".into()))?;
+        credential.attestation = ParsedAttestation {
+            data: ParsedAttestationData::AttCa(chain),
+            metadata: AttestationMetadata::Tpm {
+                aaguid: parts.aaguid,
+                firmware_version: verified.firmware_version,
+            },
+        };
+        credential.attestation_format = AttestationFormat::Tpm;
+
+        let trust = match trusted_ca(&credential, &self.settings.trust, &parts.aaguid) {
+            Some(root) => AttestationTrust::Trusted { root },
+            None if self.settings.attestation == AttestationMode::Trusted => {
+                return Err(PasskeyError::AuthenticatorNotApproved {
+                    aaguid: parts.aaguid.to_string(),
+                    reason: "the AIK certificate does not chain to a trusted root".into(),
+                });
+            }
+            None => AttestationTrust::Untrusted,
         };
         Ok((credential, trust))
     }
@@ -206,23 +261,56 @@ fn is_trust_failure(error: &WebauthnError) -> bool {
     )
 }
 
+/// Names the trusted root that the credential's attestation chains to and that trusts its
+/// AAGUID, if there is one.
+fn trusted_ca(credential: &Credential, trust: &TrustAnchors, aaguid: &Uuid) -> Option<String> {
+    if trust.is_empty() {
+        return None;
+    }
+    let ca = verify_attestation_ca_chain(&credential.attestation.data, &trust.cas, false)
+        .ok()
+        .flatten()?;
+    (ca.blanket_allow() || ca.aaguids().contains_key(aaguid)).then(|| subject_text(ca.ca()))
+}
+
+/// Replaces the attestation statement with `none`, keeping the authenticator data.
+fn with_none_statement(
+    response: &RegisterPublicKeyCredential,
+    auth_data: &[u8],
+) -> Result<RegisterPublicKeyCredential, PasskeyError> {
+    let mut object = BTreeMap::new();
+    object.insert(Cbor::Text("fmt".into()), Cbor::Text("none".into()));
+    object.insert(Cbor::Text("attStmt".into()), Cbor::Map(BTreeMap::new()));
+    object.insert(
+        Cbor::Text("authData".into()),
+        Cbor::Bytes(auth_data.to_vec()),
+    );
+    let bytes = serde_cbor_2::to_vec(&Cbor::Map(object))
+        .map_err(|error| PasskeyError::MalformedResponse(error.to_string()))?;
+    let mut replaced = response.clone();
+    replaced.response.attestation_object = bytes.into();
+    Ok(replaced)
+}
+
+fn subject_text(certificate: &openssl::x509::X509Ref) -> String {
+    certificate
+        .subject_name()
+        .entries()
+        .map(|entry| String::from_utf8_lossy(entry.data().as_slice()).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Names the trusted root the credential's attestation chains to.
-fn trusted_root(credential: &Credential, trust: &super::trust::TrustAnchors) -> String {
+fn trusted_root(credential: &Credential, trust: &TrustAnchors) -> String {
     verify_attestation_ca_chain(&credential.attestation.data, &trust.cas, false)
         .ok()
         .flatten()
-        .map(|ca| {
-            ca.ca()
-                .subject_name()
-                .entries()
-                .map(|entry| String::from_utf8_lossy(entry.data().as_slice()).into_owned())
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+        .map(|ca| subject_text(ca.ca()))
         .unwrap_or_default()
 }
 
-/// Reads `fmt`, the AAGUID and the first `x5c` certificate from an attestation object
+/// Reads `fmt`, the AAGUID, `attStmt` and `authData` from an attestation object
 /// (WebAuthn Level 3 §6.5: a CBOR map of `fmt`, `attStmt` and `authData`).
 fn read_attestation(bytes: &[u8]) -> Result<AttestationParts, PasskeyError> {
     let malformed =
@@ -244,19 +332,11 @@ fn read_attestation(bytes: &[u8]) -> Result<AttestationParts, PasskeyError> {
         .get(37..53)
         .and_then(|bytes| Uuid::from_slice(bytes).ok())
         .ok_or_else(|| malformed("no attested credential data"))?;
-    let leaf = match get("attStmt") {
-        Some(Cbor::Map(statement)) => match statement.get(&Cbor::Text("x5c".into())) {
-            Some(Cbor::Array(chain)) => match chain.first() {
-                Some(Cbor::Bytes(der)) => Some(der.clone()),
-                _ => None,
-            },
-            _ => None,
-        },
-        _ => None,
-    };
+    let statement = get("attStmt").ok_or_else(|| malformed("attStmt missing"))?;
     Ok(AttestationParts {
         fmt: fmt.clone(),
         aaguid,
-        leaf,
+        statement: statement.clone(),
+        auth_data: auth_data.clone(),
     })
 }

@@ -369,8 +369,7 @@ impl SoftAuthenticator {
         area.extend(0x0004_0472u32.to_be_bytes()); // objectAttributes: sign, fixedTPM, ...
         area.extend(0u16.to_be_bytes()); // authPolicy: empty
         area.extend(0x0010u16.to_be_bytes()); // symmetric: TPM_ALG_NULL
-        area.extend(0x0018u16.to_be_bytes()); // scheme: TPM_ALG_ECDSA
-        area.extend(0x000Bu16.to_be_bytes()); //   hashAlg SHA-256
+        area.extend(0x0010u16.to_be_bytes()); // scheme: TPM_ALG_NULL, as Windows Hello sends
         area.extend(0x0003u16.to_be_bytes()); // curveID: TPM_ECC_NIST_P256
         area.extend(0x0010u16.to_be_bytes()); // kdf: TPM_ALG_NULL
         let point = [
