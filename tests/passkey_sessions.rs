@@ -299,3 +299,43 @@ async fn password_sign_in_can_be_turned_off() {
     assert!(!page.contains(r#"type="password""#));
     assert!(page.contains("passkey-sign-in"));
 }
+
+/// With passwords turned off, an operator's invitation lets a person create a first passkey
+/// and sign in with it; the invitation works once.
+#[tokio::test]
+async fn invitation_enrolls_first_passkey_once() {
+    let options = ServeOptions {
+        password_sign_in: Some(false),
+        ..ServeOptions::default()
+    };
+    let server = TestServer::start(options, true).await;
+    let now = server.server.state.clock.now();
+    let invite = devbound::http::create_invite(server.store(), "bob", server.url(), now)
+        .await
+        .unwrap()
+        .unwrap();
+    let invite_id = invite.url.split("invite=").nth(1).unwrap().to_owned();
+    let anonymous = server.client(Algorithm::Es256);
+    let page = anonymous
+        .get(&format!("{}?invite={invite_id}", routes::ENROLL))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+
+    let request = json!({ "invite": invite_id, "name": "bob's laptop" });
+    let (status, options) = post_json(&server, &anonymous, routes::ENROLL_OPTIONS, &request).await;
+    assert_eq!(status, StatusCode::OK, "{options}");
+    let mut key = authenticator(&server, "bob", AAGUID);
+    let credential = key.register(&options, &Attestation::None);
+    let body = json!({ "ceremony": options["ceremony"], "credential": credential });
+    let (status, done) = post_json(&server, &anonymous, routes::ENROLL, &body).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["redirect"], routes::LOGIN);
+
+    let client = sign_in_bound(&server, &mut key).await;
+    assert!(stored(&server, client.session_id.as_deref().unwrap()).is_bound());
+
+    let (status, replay) = post_json(&server, &anonymous, routes::ENROLL_OPTIONS, &request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(replay["error"], "invalid_invitation");
+}

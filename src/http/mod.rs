@@ -4,6 +4,7 @@ mod admin;
 mod api;
 pub mod auth;
 mod dbsc;
+mod enroll;
 mod pages;
 mod passkey_views;
 mod passkeys;
@@ -12,6 +13,7 @@ mod server;
 mod step_up;
 mod views;
 
+pub use enroll::{InviteView, create_invite};
 pub use server::{ADMIN_TOKEN_FILE, RunningServer, SERVER_FILE, ServeError, ServerInfo, start};
 pub use step_up::{
     require_json as require_step_up_json, require_page as require_step_up, step_up_url,
@@ -102,6 +104,9 @@ pub fn router(state: AppState) -> Router {
         .route(routes::STEP_UP, get(step_up::page).post(step_up::verify))
         .route(routes::STEP_UP_OPTIONS, post(step_up::options))
         .route(routes::API_PASSKEYS, get(passkeys::list_json))
+        .route(routes::ENROLL, get(enroll::page).post(enroll::finish))
+        .route(routes::ENROLL_OPTIONS, post(enroll::options))
+        .route(routes::ADMIN_USER_INVITE, post(enroll::invite))
         .route(routes::HEALTHZ, get(|| async { "ok\n" }))
         .route(routes::METRICS, get(metrics))
         .with_state(state)

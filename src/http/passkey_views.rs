@@ -44,6 +44,13 @@ const devbound = {
     const credential = await navigator.credentials.create({ publicKey });
     return devbound.post(REGISTER, { ceremony: started.ceremony, credential: credential.toJSON() });
   },
+  async enroll(invite, name) {
+    const started = await devbound.post(ENROLL_OPTIONS, { invite, name });
+    const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(started.publicKey);
+    const credential = await navigator.credentials.create({ publicKey });
+    const done = await devbound.post(ENROLL, { ceremony: started.ceremony, credential: credential.toJSON() });
+    location.assign(done.redirect);
+  },
   async stepUp(returnTo) {
     const started = await devbound.post(STEP_UP_OPTIONS, {});
     const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(started.publicKey);
@@ -56,13 +63,15 @@ const devbound = {
 
 fn script() -> String {
     let constants = format!(
-        "<script>const SIGN_IN_OPTIONS = {}, SIGN_IN = {}, REGISTER_OPTIONS = {}, REGISTER = {}, STEP_UP_OPTIONS = {}, STEP_UP = {};</script>\n",
+        "<script>const SIGN_IN_OPTIONS = {}, SIGN_IN = {}, REGISTER_OPTIONS = {}, REGISTER = {}, STEP_UP_OPTIONS = {}, STEP_UP = {}, ENROLL_OPTIONS = {}, ENROLL = {};</script>\n",
         Value::from(routes::PASSKEY_SIGN_IN_OPTIONS),
         Value::from(routes::PASSKEY_SIGN_IN),
         Value::from(routes::PASSKEY_REGISTER_OPTIONS),
         Value::from(routes::PASSKEY_REGISTER),
         Value::from(routes::STEP_UP_OPTIONS),
         Value::from(routes::STEP_UP),
+        Value::from(routes::ENROLL_OPTIONS),
+        Value::from(routes::ENROLL),
     );
     constants + SCRIPT
 }
@@ -191,4 +200,24 @@ document.getElementById('step-up').addEventListener('click', () => {{
         script = script(),
     );
     page("Confirm it's you", &body)
+}
+
+/// The page an invitation link opens: name the first passkey and create it.
+pub fn enroll_page(invite: &str) -> String {
+    let body = format!(
+        r#"<p>Your administrator invited you to devbound. Create a passkey on this device to sign in from now on.</p>
+<p class="notice" id="passkey-message" hidden></p>
+<form id="enroll"><label>Name for this passkey <input name="name" maxlength="64" required placeholder="Work laptop"></label>
+<button type="submit">Create passkey</button></form>
+{script}
+<script>
+document.getElementById('enroll').addEventListener('submit', event => {{
+  event.preventDefault();
+  devbound.enroll({invite}, event.target.name.value).catch(error => devbound.show(error.message));
+}});
+</script>"#,
+        invite = Value::from(invite),
+        script = script(),
+    );
+    page("Create your passkey", &body)
 }

@@ -432,7 +432,7 @@ fn passkeys_notice(state: &AppState, current: &CurrentSession, notice: &str) -> 
     }
 }
 
-fn valid_name(name: &str) -> Option<String> {
+pub(super) fn valid_name(name: &str) -> Option<String> {
     let name = name.trim();
     let length = name.chars().count();
     let printable = name.chars().all(|c| !c.is_control());

@@ -23,6 +23,9 @@ pub const PASSKEY_REMOVE: &str = "/passkeys/{id}/remove";
 pub const STEP_UP: &str = "/passkeys/step-up";
 pub const STEP_UP_OPTIONS: &str = "/passkeys/step-up/options";
 pub const API_PASSKEYS: &str = "/api/passkeys";
+pub const ENROLL: &str = "/passkeys/enroll";
+pub const ENROLL_OPTIONS: &str = "/passkeys/enroll/options";
+pub const ADMIN_USER_INVITE: &str = "/admin/users/{id}/invite";
 pub const HEALTHZ: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
 

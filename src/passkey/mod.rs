@@ -13,6 +13,7 @@ pub mod authenticator_data;
 pub mod binding;
 pub mod client_data;
 mod error;
+pub mod invite;
 pub mod registration;
 pub mod relying_party;
 pub mod tpm_attestation;

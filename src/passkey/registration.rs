@@ -90,7 +90,9 @@ impl RelyingParty {
         if ceremony.expires_at <= now {
             return Err(PasskeyError::UnknownCeremony);
         }
-        let CeremonyPurpose::Register { user_id, name } = &ceremony.purpose else {
+        let (CeremonyPurpose::Register { user_id, name }
+        | CeremonyPurpose::Enroll { user_id, name }) = &ceremony.purpose
+        else {
             return Err(PasskeyError::WrongCeremony);
         };
         client_data::check(

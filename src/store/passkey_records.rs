@@ -58,6 +58,11 @@ pub enum CeremonyPurpose {
     SignIn,
     /// Proving possession again for a signed-in session (step-up or an expired binding).
     Reauthenticate { session_id: String },
+    /// An operator's invitation to register a first passkey without signing in. The record's
+    /// id is the secret in the invitation link.
+    Invite { user_id: String },
+    /// Registering a first passkey through an invitation.
+    Enroll { user_id: String, name: String },
 }
 
 /// A WebAuthn ceremony in progress: its purpose and the library state with its challenge.
