@@ -441,3 +441,31 @@ fn tpm_signed_by_another_key_is_rejected() {
 
     assert!(error.to_string().contains("signature"), "{error}");
 }
+
+// Android Key Attestation: the key must be generated in the keystore (not imported) and be a
+// signing key.
+
+fn register_android(origin: u8, purpose: u8) -> Result<PasskeyRecord, PasskeyError> {
+    let google = TestCa::new("Android Test Attestation Root");
+    let rp = relying_party(None, None);
+    let key = SoftAuthenticator::new(ORIGIN, [0; 16]);
+    register_with(&rp, |options| {
+        key.register_android_key(options, &google, origin, purpose)
+    })
+}
+
+#[test]
+fn android_key_generated_signing_key_is_accepted() {
+    let passkey = register_android(0, 2).unwrap();
+    assert_eq!(passkey.attestation_format, "android-key");
+}
+
+#[test]
+fn android_key_imported_key_is_rejected() {
+    assert!(register_android(2, 2).is_err());
+}
+
+#[test]
+fn android_key_non_signing_key_is_rejected() {
+    assert!(register_android(0, 0).is_err());
+}

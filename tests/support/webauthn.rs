@@ -106,6 +106,52 @@ impl TestCa {
         (certificate.der().to_vec(), pkcs8)
     }
 
+    /// Issues an Android Key Attestation certificate for the key in `pkcs8`, with a
+    /// KeyDescription extension (OID 1.3.6.1.4.1.11129.2.1.17) for `challenge`.
+    pub fn android_key_leaf(
+        &self,
+        pkcs8: &[u8],
+        challenge: &[u8],
+        origin: u8,
+        purpose: u8,
+    ) -> Vec<u8> {
+        let key = CertKeyPair::try_from(pkcs8).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Android Keystore Key");
+        // AuthorizationList: purpose [1] SET OF INTEGER, origin [702] INTEGER.
+        let purpose = der(0xa1, &der(0x31, &der(0x02, &[purpose])));
+        let origin = der_high_tag(702, &der(0x02, &[origin]));
+        let hardware = der(0x30, &[purpose, origin].concat());
+        let description = der(
+            0x30,
+            &[
+                der(0x02, &[3]),      // attestationVersion
+                der(0x0a, &[1]),      // attestationSecurityLevel: TrustedEnvironment
+                der(0x02, &[4]),      // keymasterVersion
+                der(0x0a, &[1]),      // keymasterSecurityLevel: TrustedEnvironment
+                der(0x04, challenge), // attestationChallenge
+                der(0x04, &[]),       // uniqueId
+                der(0x30, &[]),       // softwareEnforced
+                hardware,             // teeEnforced
+            ]
+            .concat(),
+        );
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 4, 1, 11129, 2, 1, 17],
+                description,
+            ));
+        params
+            .signed_by(&key, &self.certificate, &self.key)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
     /// Issues a TPM AIK certificate (WebAuthn §8.3.1): empty subject, the TPM device attributes
     /// in a critical subject alternative name, and the tcg-kp-AIKCertificate key purpose.
     pub fn aik_leaf(&self, attributes: &TpmAttributes) -> (Vec<u8>, Vec<u8>) {
@@ -163,6 +209,18 @@ impl TpmAttributes {
         };
         der(0x30, &der(0xa4, &name))
     }
+}
+
+/// Encodes a context-specific constructed element with a tag number above 30 (X.690 §8.1.2.4).
+fn der_high_tag(number: u16, content: &[u8]) -> Vec<u8> {
+    let mut encoded = vec![0xbf];
+    if number >= 128 {
+        encoded.push(0x80 | (number >> 7) as u8);
+    }
+    encoded.push((number & 0x7f) as u8);
+    let body = der(0x00, content);
+    encoded.extend_from_slice(&body[1..]);
+    encoded
 }
 
 /// Encodes one DER element.
@@ -297,6 +355,40 @@ impl SoftAuthenticator {
     ) -> Value {
         let signed = [auth_data, &sha256(client_data)].concat();
         let (fmt, statement) = self.statement(attestation, auth_data, &signed);
+        self.with_statement(client_data, auth_data, fmt, statement)
+    }
+
+    /// Answers registration options with `android-key` attestation: the credential key's
+    /// certificate from `ca`, with a key description whose hardware-enforced list says
+    /// `origin` (0 generated, 2 imported) and `purpose` (2 sign, 0 encrypt).
+    pub fn register_android_key(
+        &self,
+        options: &Value,
+        ca: &TestCa,
+        origin: u8,
+        purpose: u8,
+    ) -> Value {
+        let challenge = options["publicKey"]["challenge"].as_str().unwrap();
+        let client_data = self.client_data("webauthn.create", challenge);
+        let auth_data = self.auth_data(&self.rp_id, UP | UV | self.extra_flags, self.counter, true);
+        let client_data_hash = sha256(&client_data);
+        let leaf = ca.android_key_leaf(&self.key, &client_data_hash, origin, purpose);
+        let signed = [&auth_data[..], &client_data_hash].concat();
+        let text = |s: &str| Cbor::Text(s.to_owned());
+        let mut map = BTreeMap::new();
+        map.insert(text("alg"), Cbor::Integer(-7));
+        map.insert(text("sig"), Cbor::Bytes(sign(&self.key, &signed)));
+        map.insert(text("x5c"), Cbor::Array(vec![Cbor::Bytes(leaf)]));
+        self.with_statement(&client_data, &auth_data, "android-key", Cbor::Map(map))
+    }
+
+    fn with_statement(
+        &self,
+        client_data: &[u8],
+        auth_data: &[u8],
+        fmt: &str,
+        statement: Cbor,
+    ) -> Value {
         let mut object = BTreeMap::new();
         object.insert(Cbor::Text("fmt".into()), Cbor::Text(fmt.into()));
         object.insert(Cbor::Text("attStmt".into()), statement);
