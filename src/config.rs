@@ -111,7 +111,7 @@ pub struct ServeOptions {
     #[arg(long, env = "DEVBOUND_PASSKEY_METADATA_BLOB")]
     pub passkey_metadata_blob: Option<PathBuf>,
 
-    /// What a signature counter that did not advance does: `reject` the sign-in, or `record`
+    /// Policy for a signature counter that did not advance: `reject` the sign-in, or `record`
     /// it and give the session software assurance [default: reject]
     #[arg(long, env = "DEVBOUND_PASSKEY_COUNTER")]
     pub passkey_counter: Option<String>,

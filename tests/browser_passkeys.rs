@@ -30,7 +30,7 @@ fn is_refresh(params: &Value) -> bool {
     params["refreshEventDetails"]["refreshResult"] == "Refreshed" && params["succeeded"] == true
 }
 
-/// Adds a CTAP2 platform authenticator with resident keys and user verification that answers
+/// Adds a CTAP2 platform authenticator with resident keys and user verification that responds
 /// without a person present.
 async fn add_virtual_authenticator(page: &CdpSession) -> String {
     page.send("WebAuthn.enable", json!({ "enableUI": false }))

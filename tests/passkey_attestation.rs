@@ -20,7 +20,7 @@ use support::webauthn::{Attestation, BE, TestCa};
 const MODEL: [u8; 16] = [0x7e, 0x57, 0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 1];
 const MODEL_TEXT: &str = "7e570000-0000-4000-8000-000000000001";
 
-/// A server whose trust list is `trusted` (written to a CA directory), and alice signed in.
+/// Starts a server whose trust list is `trusted` (written to a CA directory), and signs alice in.
 async fn server_trusting(
     trusted: &TestCa,
     attestation: &str,

@@ -329,8 +329,8 @@ fn registration_rejects_padded_challenge() {
     ));
 }
 
-/// The RP ID may be a registrable suffix of the origin's host; authenticator data carries the
-/// hash of the RP ID, never of the origin's host.
+/// The RP ID may be a registrable suffix of the origin's host. Authenticator data carries the
+/// hash of the RP ID, not of the origin's host.
 #[test]
 fn rp_id_hash_is_of_rp_id_not_origin_host() {
     let rp = relying_party(None, Some("example.com"));

@@ -76,7 +76,7 @@ fn script() -> String {
     constants + SCRIPT
 }
 
-/// The sign-in page: a passkey button, passkey autofill in the user name field, and the
+/// Renders the sign-in page: a passkey button, passkey autofill in the user name field, and the
 /// password form when the operator allows passwords.
 pub fn login_page(notice: &str, password_sign_in: bool) -> String {
     let password_form = if password_sign_in {
@@ -117,7 +117,7 @@ document.getElementById('passkey-sign-in').addEventListener('click', () => {{
     page("Sign in", &body)
 }
 
-/// The passkey list with rename and remove forms, and a form to add one.
+/// Renders the passkey list with rename and remove forms, and a form to add one.
 pub fn passkeys_page(passkeys: &[PasskeyRecord], notice: &str) -> String {
     let mut rows = String::new();
     for passkey in passkeys {
@@ -182,7 +182,7 @@ fn passkey_row(passkey: &PasskeyRecord) -> String {
     )
 }
 
-/// The page that asks for a fresh passkey proof and then returns to `return_to`.
+/// Renders the page that requests a fresh passkey proof and then returns to `return_to`.
 pub fn step_up_page(return_to: &str, reason: &str) -> String {
     let body = format!(
         r#"<p>{reason}</p><p class="notice" id="passkey-message" hidden></p>
@@ -202,7 +202,7 @@ document.getElementById('step-up').addEventListener('click', () => {{
     page("Confirm it's you", &body)
 }
 
-/// The page an invitation link opens: name the first passkey and create it.
+/// Renders the page an invitation link opens, where a person names and creates a first passkey.
 pub fn enroll_page(invite: &str) -> String {
     let body = format!(
         r#"<p>Your administrator invited you to devbound. Create a passkey on this device to sign in from now on.</p>

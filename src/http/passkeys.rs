@@ -18,7 +18,7 @@ use crate::crypto::base64url;
 use crate::passkey::{Asserted, PasskeyError};
 use crate::store::{CeremonyPurpose, CeremonyRecord, PasskeyRecord, StoreError};
 
-/// Longest passkey name, in characters.
+/// Maximum length of a passkey name, in characters.
 const MAX_NAME_CHARS: usize = 64;
 
 #[derive(Deserialize)]
@@ -456,7 +456,7 @@ pub(super) async fn store_ceremony(
     Json(body).into_response()
 }
 
-/// A JSON error with a code for scripts and a sentence for the person.
+/// Builds a JSON error with a code for scripts and a sentence for the person.
 pub(super) fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "error": code, "message": message }))).into_response()
 }

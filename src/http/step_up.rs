@@ -1,5 +1,5 @@
 //! Step-up: sensitive actions demand a passkey proof newer than a maximum age, and the step-up
-//! page asks for one and returns the person to where they were.
+//! page requests one and returns the person to where they were.
 //!
 //! Other handlers call [`require_page`] (HTML pages) or [`require_json`] (JSON APIs) before a
 //! sensitive action, with `None` for the operator's default maximum age.
@@ -40,8 +40,8 @@ pub struct StepUpRequest {
     return_to: Option<String>,
 }
 
-/// Checks that a passkey proved the session at most `max_age` seconds ago (the operator's
-/// default when `None`); otherwise returns a redirect to the step-up page, which comes back to
+/// Checks that a passkey proved the session at most `max_age` seconds ago, or the operator's
+/// default when `None`. Otherwise it returns a redirect to the step-up page, which comes back to
 /// `return_to`.
 pub fn require_page(
     state: &AppState,

@@ -1,11 +1,11 @@
-//! Why a passkey ceremony failed: the detail for logs and tests, and the sentence a person sees.
+//! Why a passkey ceremony failed: the detail for logs and tests, and the sentence shown to a person.
 
 use webauthn_rs_core::error::WebauthnError;
 
 use super::tpm_attestation::TpmAttestationError;
 
-/// A failed WebAuthn registration or authentication. The detail goes to the log; a person sees
-/// [`PasskeyError::person_message`] and the browser's script sees [`PasskeyError::code`].
+/// A failed WebAuthn registration or authentication. The detail goes to the log. A person is
+/// shown [`PasskeyError::person_message`], and the page's script receives [`PasskeyError::code`].
 #[derive(Debug, thiserror::Error)]
 pub enum PasskeyError {
     #[error("the ceremony is unknown, already used or expired")]
@@ -43,7 +43,7 @@ impl From<WebauthnError> for PasskeyError {
 }
 
 impl PasskeyError {
-    /// A short, stable code for the page's script and for metrics.
+    /// Returns a short, stable code for the page's script and for metrics.
     pub fn code(&self) -> &'static str {
         match self {
             Self::UnknownCeremony | Self::WrongCeremony => "ceremony_expired",
@@ -62,7 +62,8 @@ impl PasskeyError {
         }
     }
 
-    /// The sentence a person sees. It names what to do next and never carries internal detail.
+    /// Returns the sentence shown to a person. It names what to do next and carries no internal
+    /// detail.
     pub fn person_message(&self) -> &'static str {
         match self.code() {
             "ceremony_expired" => {

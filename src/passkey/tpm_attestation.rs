@@ -149,13 +149,13 @@ impl<'a> Reader<'a> {
             .map(u64::from_be_bytes)
     }
 
-    /// A TPM2B: a u16 size and that many bytes.
+    /// Reads a TPM2B: a u16 size and that many bytes.
     fn tpm2b(&mut self) -> Option<&'a [u8]> {
         let size = self.u16()?;
         self.take(usize::from(size))
     }
 
-    /// A scheme: an algorithm id, followed by a hash algorithm unless it is TPM_ALG_NULL.
+    /// Reads a scheme: an algorithm id, followed by a hash algorithm unless it is TPM_ALG_NULL.
     fn scheme(&mut self) -> Option<u16> {
         let alg = self.u16()?;
         if alg != TPM_ALG_NULL {

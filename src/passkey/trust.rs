@@ -217,8 +217,8 @@ struct StatusReport {
 /// Reads the FIDO2 entries of an MDS3 BLOB (a JWS in compact form): models with an AAGUID
 /// that no status report revokes.
 ///
-/// NOTE: the BLOB's JWS signature is not verified; the operator is responsible for the file
-/// (download it from the FIDO Alliance over HTTPS and check its signature before use).
+/// NOTE: the BLOB's JWS signature is not verified. The operator is responsible for the file:
+/// download it from the FIDO Alliance over HTTPS and check its signature before use.
 pub fn parse_metadata_blob(jws: &str) -> Result<Vec<MetadataEntry>, String> {
     let mut parts = jws.split('.');
     let (Some(_header), Some(payload), Some(_signature), None) =

@@ -48,7 +48,7 @@ pub struct PasskeyRecord {
     pub credential: Credential,
 }
 
-/// What a WebAuthn ceremony in progress is for.
+/// Purpose of a WebAuthn ceremony in progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum CeremonyPurpose {

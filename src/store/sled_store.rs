@@ -348,7 +348,7 @@ impl Store for SledStore {
                 passkeys.push(passkey);
             }
         }
-        passkeys.sort_by(|a: &PasskeyRecord, b| a.created_at.cmp(&b.created_at));
+        passkeys.sort_by_key(|passkey: &PasskeyRecord| passkey.created_at);
         Ok(passkeys)
     }
 

@@ -301,7 +301,7 @@ impl SoftAuthenticator {
         (point[1..33].to_vec(), point[33..65].to_vec())
     }
 
-    /// The credential public key as a COSE_Key (RFC 9053 §7.1.1, EC2 P-256, ES256).
+    /// Encodes the credential public key as a COSE_Key (RFC 9053 §7.1.1, EC2 P-256, ES256).
     fn cose_key(&self) -> Vec<u8> {
         let (x, y) = self.public_point();
         let mut map = BTreeMap::new();
@@ -338,7 +338,7 @@ impl SoftAuthenticator {
         .unwrap()
     }
 
-    /// Answers registration options (`{"publicKey": ...}`) with a credential in `toJSON()` form.
+    /// Responds to registration options (`{"publicKey": ...}`) with a credential in `toJSON()` form.
     pub fn register(&self, options: &Value, attestation: &Attestation) -> Value {
         let challenge = options["publicKey"]["challenge"].as_str().unwrap();
         let client_data = self.client_data("webauthn.create", challenge);
@@ -354,11 +354,11 @@ impl SoftAuthenticator {
         attestation: &Attestation,
     ) -> Value {
         let signed = [auth_data, &sha256(client_data)].concat();
-        let (fmt, statement) = self.statement(attestation, auth_data, &signed);
+        let (fmt, statement) = self.statement(attestation, &signed);
         self.with_statement(client_data, auth_data, fmt, statement)
     }
 
-    /// Answers registration options with `android-key` attestation: the credential key's
+    /// Responds to registration options with `android-key` attestation: the credential key's
     /// certificate from `ca`, with a key description whose hardware-enforced list says
     /// `origin` (0 generated, 2 imported) and `purpose` (2 sign, 0 encrypt).
     pub fn register_android_key(
@@ -410,16 +410,11 @@ impl SoftAuthenticator {
         })
     }
 
-    fn statement(
-        &self,
-        attestation: &Attestation,
-        auth_data: &[u8],
-        signed: &[u8],
-    ) -> (&'static str, Cbor) {
+    fn statement(&self, attestation: &Attestation, signed: &[u8]) -> (&'static str, Cbor) {
         let text = |s: &str| Cbor::Text(s.to_owned());
         let mut map = BTreeMap::new();
         match attestation {
-            Attestation::None => return ("none", Cbor::Map(map)),
+            Attestation::None => ("none", Cbor::Map(map)),
             Attestation::PackedSelf => {
                 map.insert(text("alg"), Cbor::Integer(-7));
                 map.insert(text("sig"), Cbor::Bytes(sign(&self.key, signed)));
@@ -439,7 +434,6 @@ impl SoftAuthenticator {
             } => {
                 let pub_area = self.tpm_pub_area(*ecc_unique_with_length);
                 let cert_info = tpm_certify_info(&pub_area, &sha256(signed));
-                let _ = auth_data;
                 map.insert(text("ver"), text("2.0"));
                 map.insert(text("alg"), Cbor::Integer(-7));
                 map.insert(text("sig"), Cbor::Bytes(sign(key, &cert_info)));
@@ -478,7 +472,7 @@ impl SoftAuthenticator {
         area
     }
 
-    /// Answers request options (`{"publicKey": ...}`) with an assertion in `toJSON()` form,
+    /// Responds to request options (`{"publicKey": ...}`) with an assertion in `toJSON()` form,
     /// advancing the counter if it counts.
     pub fn assert(&mut self, options: &Value) -> Value {
         let challenge = options["publicKey"]["challenge"]
