@@ -56,6 +56,22 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Appends a security decision to the audit log.
+    ///
+    /// A failed append is logged at `error` and does not change the answer: the decision was
+    /// already made and stored, and the operator must fix the database either way.
+    pub fn audit(&self, event: &crate::audit::Event) {
+        let at = self.clock.now();
+        let appended = self
+            .store
+            .append_audit(&mut |previous| crate::audit::seal(previous, at, event));
+        if let Err(error) = appended {
+            tracing::error!(action = event.action, %error, "cannot append to the audit log");
+        }
+    }
+}
+
 /// Builds the router. Paths come from [`routes`], shared with the client and the tests.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -75,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::ADMIN_SESSIONS, get(admin::list_sessions))
         .route(routes::ADMIN_SESSION_REVOKE, post(admin::revoke_session))
+        .route(routes::ADMIN_AUDIT, get(admin::list_audit))
         .route(routes::HEALTHZ, get(|| async { "ok\n" }))
         .route(routes::METRICS, get(metrics))
         .with_state(state)

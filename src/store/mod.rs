@@ -7,8 +7,8 @@ mod records;
 mod sled_store;
 
 pub use records::{
-    Assurance, BoundKey, PendingChallenge, RegistrationChallenge, SessionRecord, SessionState,
-    UserRecord,
+    Assurance, AuditEntry, BoundKey, PendingChallenge, RegistrationChallenge, SessionRecord,
+    SessionState, UserRecord,
 };
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
@@ -76,4 +76,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Makes every write so far durable.
     fn sync(&self) -> SyncFuture;
+
+    // The audit log.
+
+    /// Appends the entry that `seal` builds from the current last entry, so that concurrent
+    /// appends still form one chain. Returns the appended entry.
+    fn append_audit(
+        &self,
+        seal: &mut dyn FnMut(Option<&AuditEntry>) -> AuditEntry,
+    ) -> Result<AuditEntry, StoreError>;
+    /// Lists up to `limit` entries from sequence number `from`, oldest first.
+    fn list_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 }
