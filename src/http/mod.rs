@@ -4,6 +4,7 @@ mod admin;
 mod api;
 mod auth;
 mod dbsc;
+mod devices;
 mod pages;
 pub mod routes;
 mod server;
@@ -22,6 +23,7 @@ use crate::crypto::Secret;
 use crate::dbsc::Policy;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::tpm::{EnrollmentPolicy, TrustStore};
 
 /// State shared by every handler.
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     admin_token: Arc<Secret>,
+    /// TPM vendor roots and enrollment challenge lifetime; see [`AppState::with_enrollment`].
+    pub enrollment: Arc<EnrollmentPolicy>,
     /// Bounds concurrent Argon2 password checks, each of which takes 19 MiB and tens of
     /// milliseconds of CPU, so that a flood of sign-ins cannot exhaust memory.
     password_checks: Arc<tokio::sync::Semaphore>,
@@ -43,8 +47,13 @@ impl AppState {
         clock: Arc<dyn Clock>,
         admin_token: Secret,
     ) -> Self {
+        let enrollment = EnrollmentPolicy {
+            trust_store: TrustStore::default(),
+            challenge_ttl: policy.challenge_ttl,
+        };
         Self {
             store,
+            enrollment: Arc::new(enrollment),
             policy: Arc::new(policy),
             metrics: Arc::new(Metrics::new()),
             clock,
@@ -53,6 +62,16 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, |cpus| cpus.get().max(2)),
             )),
         }
+    }
+}
+
+impl AppState {
+    /// Sets the policy TPM enrollment is checked against. Without it the trust store is empty
+    /// and every enrollment is refused.
+    #[must_use]
+    pub fn with_enrollment(mut self, enrollment: EnrollmentPolicy) -> Self {
+        self.enrollment = Arc::new(enrollment);
+        self
     }
 }
 
@@ -75,6 +94,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::ADMIN_SESSIONS, get(admin::list_sessions))
         .route(routes::ADMIN_SESSION_REVOKE, post(admin::revoke_session))
+        .route(routes::DEVICES, get(devices::devices_page))
+        .route(routes::DEVICE_CODES, post(devices::create_code_page))
+        .route(routes::DEVICE_REVOKE, post(devices::revoke_device_page))
+        .route(routes::API_DEVICES, get(devices::api_list_devices))
+        .route(routes::API_DEVICE, delete(devices::api_revoke_device))
+        .route(routes::API_DEVICE_CODES, post(devices::api_create_code))
+        .route(routes::API_ENROLL_START, post(devices::enroll_start))
+        .route(routes::API_ENROLL_FINISH, post(devices::enroll_finish))
+        .route(routes::API_ATTESTED, get(devices::api_attested))
+        .route(routes::ADMIN_DEVICES, get(devices::admin_list_devices))
+        .route(
+            routes::ADMIN_DEVICE_REVOKE,
+            post(devices::admin_revoke_device),
+        )
         .route(routes::HEALTHZ, get(|| async { "ok\n" }))
         .route(routes::METRICS, get(metrics))
         .with_state(state)
