@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod dbsc;
+pub mod device;
 pub mod http;
 pub mod metrics;
 pub mod store;
