@@ -20,6 +20,8 @@ pub const DEFAULT_COOKIE_NAME: &str = "__Host-devbound";
 pub const DEFAULT_COOKIE_TTL: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
+/// The TPM trust directory's name inside the data directory, when not configured.
+pub const DEFAULT_TPM_TRUST_DIR: &str = "tpm-trust";
 pub const REGISTER_PATH: &str = "/dbsc/register";
 pub const REFRESH_PATH: &str = "/dbsc/refresh";
 
@@ -124,6 +126,11 @@ pub struct ServeOptions {
     /// [default: 5m]
     #[arg(long, env = "DEVBOUND_PASSKEY_STEP_UP_MAX_AGE")]
     pub passkey_step_up_max_age: Option<String>,
+    /// Directory of PEM files with the TPM vendors' root (and intermediate) certificates that
+    /// EK certificates must chain to; without any, every TPM enrollment is refused
+    /// [default: <data dir>/tpm-trust]
+    #[arg(long, env = "DEVBOUND_TPM_TRUST_DIR")]
+    pub tpm_trust_dir: Option<PathBuf>,
 }
 
 /// An invalid configuration value.
@@ -165,6 +172,8 @@ pub struct Config {
     /// Page cache of the database, in bytes.
     pub cache_bytes: u64,
     pub passkeys: PasskeySettings,
+    /// PEM files of the TPM vendor roots that EK certificates must chain to.
+    pub tpm_trust_dir: PathBuf,
 }
 
 impl ServeOptions {
@@ -203,6 +212,7 @@ impl ServeOptions {
         self.passkey_step_up_max_age = self
             .passkey_step_up_max_age
             .or(file.passkey_step_up_max_age);
+        self.tpm_trust_dir = self.tpm_trust_dir.or(file.tpm_trust_dir);
         Ok(self)
     }
 
@@ -247,10 +257,14 @@ impl ServeOptions {
             algorithms: algorithms(self.algorithms.as_deref())?,
         };
         let passkeys = self.passkey_settings(policy.challenge_ttl)?;
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         Ok(Config {
-            data_dir: self
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            tpm_trust_dir: self
+                .tpm_trust_dir
+                .unwrap_or_else(|| data_dir.join(DEFAULT_TPM_TRUST_DIR)),
+            data_dir,
             listen,
             tls: self.tls_cert.zip(self.tls_key),
             policy,
@@ -396,6 +410,10 @@ mod tests {
         assert_eq!(config.policy.origin, "https://localhost:8443");
         assert_eq!(config.policy.cookie_ttl, 600);
         assert_eq!(
+            config.tpm_trust_dir,
+            PathBuf::from(DEFAULT_DATA_DIR).join(DEFAULT_TPM_TRUST_DIR)
+        );
+        assert_eq!(
             config.policy.algorithms,
             vec![Algorithm::Es256, Algorithm::Rs256]
         );
@@ -424,7 +442,7 @@ mod tests {
         let path = dir.path().join("devbound.toml");
         std::fs::write(
             &path,
-            "cookie-ttl = \"7m\"\nlisten = \"127.0.0.1:9443\"\nalgorithms = [\"ES256\"]\n",
+            "cookie-ttl = \"7m\"\nlisten = \"127.0.0.1:9443\"\nalgorithms = [\"ES256\"]\ntpm-trust-dir = \"/etc/tpm-roots\"\n",
         )
         .unwrap();
         let options = ServeOptions {
@@ -436,6 +454,7 @@ mod tests {
         assert_eq!(config.policy.cookie_ttl, 420);
         assert_eq!(config.listen.port(), 7443);
         assert_eq!(config.policy.algorithms, vec![Algorithm::Es256]);
+        assert_eq!(config.tpm_trust_dir, PathBuf::from("/etc/tpm-roots"));
     }
 
     #[test]

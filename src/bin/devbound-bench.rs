@@ -204,6 +204,7 @@ fn seed(dir: &Path, key: &EcdsaKeyPair, count: usize) -> Result<Vec<ClientSessio
             refresh_count: 0,
             passkey_id: None,
             passkey_proof_at: None,
+            device_id: None,
         };
         store
             .insert_session(&record)

@@ -104,6 +104,7 @@ pub fn begin_sign_in(
         refresh_count: 0,
         passkey_id: None,
         passkey_proof_at: None,
+        device_id: None,
     };
     let challenge = RegistrationChallenge {
         value: challenge.expose().to_owned(),

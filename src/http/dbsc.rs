@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::audit::Event;
 use crate::clock::UnixTime;
 use crate::dbsc::{self, DbscError, Issued, SessionInstructions, headers, proof};
 use crate::metrics::Outcome;
@@ -56,11 +57,22 @@ pub async fn register(State(state): State<AppState>, request: HeaderMap) -> Resp
                 assurance = issued.session.assurance.name(),
                 "DBSC session bound"
             );
+            state.audit(&Event::allowed(
+                format!("user:{}", issued.session.user_id),
+                "session.bind",
+                format!("session:{}", issued.session.id),
+            ));
             count(&state, "registration", "bound");
             renewed_response(&state, &issued)
         }
         Err(Failure::Rejected(error)) => {
             tracing::info!(target: "security", reason = error.reason(), %error, "DBSC registration rejected");
+            state.audit(&Event::refused(
+                "peer",
+                "session.bind",
+                "registration",
+                error.reason(),
+            ));
             state.metrics.refuse("registration", error.reason());
             count(&state, "registration", "rejected");
             let code = match error {
@@ -68,9 +80,11 @@ pub async fn register(State(state): State<AppState>, request: HeaderMap) -> Resp
                 DbscError::MissingAuthorization | DbscError::WrongAuthorization => {
                     "invalid_authorization"
                 }
-                DbscError::NotPending | DbscError::ChallengeMismatch | DbscError::SessionEnded => {
-                    "invalid_session"
-                }
+                DbscError::NotPending
+                | DbscError::ChallengeMismatch
+                | DbscError::SessionEnded
+                | DbscError::DeviceRevoked => "invalid_session",
+                DbscError::DeviceKeyMismatch => "invalid_key",
                 _ => "invalid_proof",
             };
             error_response(StatusCode::BAD_REQUEST, code)
@@ -106,6 +120,13 @@ async fn register_session(
     let issued = {
         let mut rng = rand::thread_rng();
         dbsc::complete_registration(policy, &session.record, &challenge, proof, now, &mut rng)?
+    };
+    // A device's session must be registered with the key its TPM certified, and then has the
+    // device's assurance.
+    let device = super::devices::session_device(state, session.record.device_id.as_deref())?;
+    let issued = Issued {
+        session: crate::device::bind_to_device(issued.session, device.as_ref())?,
+        credential: issued.credential,
     };
 
     // Every check passed; the challenge is now spent, exactly once.
@@ -144,6 +165,14 @@ async fn refresh_session(state: &AppState, request: &HeaderMap, now: UnixTime) -
         Ok(found) => return terminate(state, &session_id, found.as_ref().map(|s| &s.record)),
         Err(error) => return server_error("refresh", &error),
     };
+    // Revoking a device revokes its sessions; this also ends one that raced the revocation.
+    if let Some(device_id) = &session.record.device_id {
+        match super::devices::device_revoked(state, device_id) {
+            Ok(false) => {}
+            Ok(true) => return terminate(state, &session_id, Some(&session.record)),
+            Err(error) => return server_error("refresh", &error),
+        }
+    }
 
     // A repeated or malformed proof header counts as no proof: the browser gets a challenge.
     let token = read_header(request, headers::RESPONSE).unwrap_or_default();
@@ -161,6 +190,13 @@ async fn refresh_session(state: &AppState, request: &HeaderMap, now: UnixTime) -
                 "DBSC refresh proof rejected; sending a new challenge"
             );
             state.metrics.refuse("refresh", error.reason());
+            let session_ref = format!("session:{}", session.record.id);
+            state.audit(&Event::refused(
+                session_ref.clone(),
+                "session.refresh",
+                session_ref,
+                error.reason(),
+            ));
             challenge(state, session, now).await
         }
     }

@@ -5,6 +5,7 @@ mod api;
 pub mod auth;
 mod dbsc;
 mod enroll;
+mod devices;
 mod pages;
 mod passkey_views;
 mod passkeys;
@@ -31,6 +32,7 @@ use crate::dbsc::Policy;
 use crate::metrics::Metrics;
 use crate::passkey::RelyingParty;
 use crate::store::Store;
+use crate::tpm::{EnrollmentPolicy, TrustStore};
 
 /// State shared by every handler.
 #[derive(Debug, Clone)]
@@ -42,6 +44,8 @@ pub struct AppState {
     /// The WebAuthn Relying Party and the operator's passkey policies.
     pub passkeys: Arc<RelyingParty>,
     admin_token: Arc<Secret>,
+    /// TPM vendor roots and enrollment challenge lifetime; see [`AppState::with_enrollment`].
+    pub enrollment: Arc<EnrollmentPolicy>,
     /// Bounds concurrent Argon2 password checks, each of which takes 19 MiB and tens of
     /// milliseconds of CPU, so that a flood of sign-ins cannot exhaust memory.
     password_checks: Arc<tokio::sync::Semaphore>,
@@ -55,8 +59,13 @@ impl AppState {
         admin_token: Secret,
         passkeys: RelyingParty,
     ) -> Self {
+        let enrollment = EnrollmentPolicy {
+            trust_store: TrustStore::default(),
+            challenge_ttl: policy.challenge_ttl,
+        };
         Self {
             store,
+            enrollment: Arc::new(enrollment),
             policy: Arc::new(policy),
             metrics: Arc::new(Metrics::new()),
             clock,
@@ -66,6 +75,30 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, |cpus| cpus.get().max(2)),
             )),
         }
+    }
+}
+
+impl AppState {
+    /// Appends a security decision to the audit log.
+    ///
+    /// A failed append is logged at `error` and does not change the answer: the decision was
+    /// already made and stored, and the operator must fix the database either way.
+    pub fn audit(&self, event: &crate::audit::Event) {
+        let at = self.clock.now();
+        let appended = self
+            .store
+            .append_audit(&mut |previous| crate::audit::seal(previous, at, event));
+        if let Err(error) = appended {
+            tracing::error!(action = event.action, %error, "cannot append to the audit log");
+        }
+    }
+
+    /// Sets the policy TPM enrollment is checked against. Without it the trust store is empty
+    /// and every enrollment is refused.
+    #[must_use]
+    pub fn with_enrollment(mut self, enrollment: EnrollmentPolicy) -> Self {
+        self.enrollment = Arc::new(enrollment);
+        self
     }
 }
 
@@ -107,6 +140,21 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ENROLL, get(enroll::page).post(enroll::finish))
         .route(routes::ENROLL_OPTIONS, post(enroll::options))
         .route(routes::ADMIN_USER_INVITE, post(enroll::invite))
+        .route(routes::ADMIN_AUDIT, get(admin::list_audit))
+        .route(routes::DEVICES, get(devices::devices_page))
+        .route(routes::DEVICE_CODES, post(devices::create_code_page))
+        .route(routes::DEVICE_REVOKE, post(devices::revoke_device_page))
+        .route(routes::API_DEVICES, get(devices::api_list_devices))
+        .route(routes::API_DEVICE, delete(devices::api_revoke_device))
+        .route(routes::API_DEVICE_CODES, post(devices::api_create_code))
+        .route(routes::API_ENROLL_START, post(devices::enroll_start))
+        .route(routes::API_ENROLL_FINISH, post(devices::enroll_finish))
+        .route(routes::API_ATTESTED, get(devices::api_attested))
+        .route(routes::ADMIN_DEVICES, get(devices::admin_list_devices))
+        .route(
+            routes::ADMIN_DEVICE_REVOKE,
+            post(devices::admin_revoke_device),
+        )
         .route(routes::HEALTHZ, get(|| async { "ok\n" }))
         .route(routes::METRICS, get(metrics))
         .with_state(state)

@@ -14,6 +14,7 @@ use super::routes;
 use super::views::{self, escape, page, utc};
 use super::{passkey_views, step_up};
 use crate::account;
+use crate::audit::Event;
 use crate::dbsc::{self, headers};
 use crate::metrics::Outcome;
 use crate::passkey::{Asserted, binding};
@@ -145,6 +146,12 @@ async fn check_password(
         (Ok(Ok(())), Some(user)) => Ok(user),
         (Ok(Err(error)), _) => {
             tracing::info!(target: "security", reason = %error, "password sign-in rejected");
+            state.audit(&Event::refused(
+                "peer",
+                "session.sign_in",
+                "password",
+                "bad_credentials",
+            ));
             state.metrics.refuse("login", "bad_credentials");
             state
                 .metrics
@@ -190,6 +197,11 @@ pub(super) async fn start_session(
         passkey = sign_in.session.passkey_id.as_deref().unwrap_or("-"),
         "sign-in; DBSC registration offered"
     );
+    state.audit(&Event::allowed(
+        format!("user:{user_id}"),
+        "session.sign_in",
+        format!("session:{}", sign_in.session.id),
+    ));
     let registration = HeaderValue::from_str(&sign_in.registration_header)
         .map_err(|error| StoreError::Database(error.to_string()))?;
     let body = page(
@@ -229,18 +241,21 @@ pub async fn app(State(state): State<AppState>, headers: HeaderMap) -> Response 
 <tr><th>Binding</th><td id="binding">{state}</td></tr>
 <tr><th>Algorithm</th><td id="algorithm">{alg}</td></tr>
 <tr><th>Assurance</th><td id="assurance">{assurance}</td></tr>
+<tr><th>Device</th><td id="device"><code>{device}</code></td></tr>
 <tr><th>Last proof</th><td id="last-proof">{last_proof}</td></tr>
 <tr><th>Cookie expires</th><td id="cookie-expiry">{cookie_expiry}</td></tr>
 <tr><th>Refreshes</th><td id="refreshes">{refreshes}</td></tr>
 <tr><th>Passkey</th><td id="passkey">{passkey}</td></tr>
 </table>
-<p><a href="{sessions}">Your sessions</a> · <a href="{passkeys}">Your passkeys</a></p>
+<p><a href="{sessions}">Your sessions</a> · <a href="{passkeys}">Your passkeys</a> · <a href="{devices}">Your devices</a></p>
 <form method="post" action="{logout}"><button type="submit">Sign out</button></form>"#,
         user = escape(&current.user.name),
         id = escape(&session.id),
         state = view.state,
         alg = view.algorithm.unwrap_or("-"),
         assurance = assurance.name(),
+        device = escape(view.device_id.as_deref().unwrap_or("-")),
+        devices = routes::DEVICES,
         last_proof = view.last_proof_at.map_or_else(|| "-".to_owned(), utc),
         cookie_expiry = utc(session.credential_expires_at),
         refreshes = view.refresh_count,
@@ -291,16 +306,17 @@ pub async fn sessions(State(state): State<AppState>, headers: HeaderMap) -> Resp
             String::new()
         };
         rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>\n",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>\n",
             escape(&session.id),
             view.state,
             view.algorithm.unwrap_or("-"),
+            view.assurance,
             view.last_proof_at.map_or_else(|| "-".to_owned(), utc),
             utc(session.created_at),
         ));
     }
     let body = format!(
-        "<table><tr><th>Session</th><th>State</th><th>Algorithm</th><th>Last proof</th><th>Signed in</th><th></th></tr>\n{rows}</table>\n<p><a href=\"{}\">Back</a></p>",
+        "<table><tr><th>Session</th><th>State</th><th>Algorithm</th><th>Assurance</th><th>Last proof</th><th>Signed in</th><th></th></tr>\n{rows}</table>\n<p><a href=\"{}\">Back</a></p>",
         routes::APP
     );
     (
@@ -355,6 +371,11 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
     match ended {
         Ok(Some(ended)) => {
             tracing::info!(target: "security", session = %ended.id, user = %ended.user_id, "signed out");
+            state.audit(&Event::allowed(
+                format!("user:{}", ended.user_id),
+                "session.sign_out",
+                format!("session:{}", ended.id),
+            ));
             (clear, signed_out).into_response()
         }
         Ok(None) => (clear, signed_out).into_response(),
