@@ -61,6 +61,16 @@ async fn passkey_sign_in_binds_dbsc_and_refreshes() {
         html.contains(r#"<td id="assurance">software</td>"#),
         "{html}"
     );
+
+    let audit = server.store().list_audit(0, 100).unwrap();
+    let recorded = |action: &str, outcome: &str| {
+        audit
+            .iter()
+            .any(|entry| entry.action == action && entry.outcome == outcome)
+    };
+    assert!(recorded("passkey.register", "allowed"));
+    assert!(recorded("session.sign_in", "allowed"));
+    assert!(recorded("session.bind", "allowed"));
 }
 
 #[tokio::test]
@@ -227,6 +237,13 @@ async fn counter_regression_is_rejected_and_flagged() {
         .unwrap();
     assert!(passkey.clone_warning_at.is_some());
     assert_eq!(passkey.credential.counter, 8);
+    let audit = server.store().list_audit(0, 100).unwrap();
+    let flagged = audit.iter().any(|entry| {
+        entry.action == "passkey.assert"
+            && entry.outcome == "refused"
+            && entry.detail == "possible_clone"
+    });
+    assert!(flagged, "no audit entry for the counter regression");
 }
 
 /// Under `record`, the same assertion signs in at `software` assurance and flags the passkey.

@@ -122,6 +122,11 @@ pub async fn finish(
                 assurance = passkey.assurance.name(),
                 "first passkey registered through an invitation"
             );
+            state.audit(&crate::audit::Event::allowed(
+                format!("user:{}", passkey.user_id),
+                "passkey.register",
+                format!("passkey:{}", passkey.id),
+            ));
             Json(json!({ "redirect": routes::LOGIN })).into_response()
         }
         Err(Failure::Passkey(error)) => passkey_json_error(&state, "passkey_enroll", &error),
@@ -233,6 +238,9 @@ fn invite_records(
     };
     let invite = crate::passkey::invite::new_invite(&user.id, now, &mut rng);
     store.insert_ceremony(&invite)?;
+    let event =
+        crate::audit::Event::allowed("operator", "passkey.invite", format!("user:{}", user.id));
+    store.append_audit(&mut |previous| crate::audit::seal(previous, now, &event))?;
     tracing::info!(target: "security", user = %user.id, name = %user.name, "passkey invitation created");
     Ok(Ok((user.name, invite)))
 }

@@ -14,6 +14,7 @@ use super::auth::{self, CurrentSession};
 use super::pages::{self, internal_error};
 use super::step_up::{self, json_post_session, json_session, page_post_session};
 use super::{AppState, passkey_views, routes};
+use crate::audit::Event;
 use crate::crypto::base64url;
 use crate::passkey::{Asserted, PasskeyError};
 use crate::store::{CeremonyPurpose, CeremonyRecord, PasskeyRecord, StoreError};
@@ -90,7 +91,14 @@ pub async fn sign_in(
     };
     let user_id = asserted.passkey.user_id.clone();
     match pages::start_session(&state, &user_id, now, Some(&asserted)).await {
-        Ok(response) => response,
+        Ok(response) => {
+            state.audit(&Event::allowed(
+                format!("user:{user_id}"),
+                "session.sign_in",
+                format!("passkey:{}", asserted.passkey.id),
+            ));
+            response
+        }
         Err(error) => internal_error("passkey_sign_in", &error),
     }
 }
@@ -147,6 +155,11 @@ pub(super) async fn verify_assertion(
             state.store.update_passkey(&asserted.passkey)?;
             state.store.sync().await?;
             log_assertion(&asserted);
+            state.audit(&Event::allowed(
+                format!("user:{}", passkey.user_id),
+                "passkey.assert",
+                format!("passkey:{}", passkey.id),
+            ));
             Ok(asserted)
         }
         Err(error @ PasskeyError::PossibleClone { .. }) => {
@@ -154,6 +167,12 @@ pub(super) async fn verify_assertion(
             flagged.clone_warning_at = Some(now);
             state.store.update_passkey(&flagged)?;
             state.store.sync().await?;
+            state.audit(&Event::refused(
+                format!("user:{}", passkey.user_id),
+                "passkey.assert",
+                format!("passkey:{}", passkey.id),
+                error.code(),
+            ));
             Err(error.into())
         }
         Err(error) => Err(error.into()),
@@ -192,6 +211,12 @@ pub(super) fn find_response_passkey(
 
 fn sign_in_rejected(state: &AppState, error: &PasskeyError) -> Response {
     tracing::info!(target: "security", reason = %error, "passkey sign-in rejected");
+    state.audit(&Event::refused(
+        "peer",
+        "session.sign_in",
+        "passkey",
+        error.code(),
+    ));
     state.metrics.refuse("passkey_sign_in", error.code());
     let notice = format!(
         r#"<p class="notice" id="sign-in-error">{}</p>"#,
@@ -341,6 +366,11 @@ async fn finish_registration(
         assurance = passkey.assurance.name(),
         "passkey registered"
     );
+    state.audit(&Event::allowed(
+        format!("user:{}", passkey.user_id),
+        "passkey.register",
+        format!("passkey:{}", passkey.id),
+    ));
     Ok(passkey)
 }
 
@@ -405,6 +435,11 @@ async fn delete(state: &AppState, passkey: &PasskeyRecord) -> Result<(), StoreEr
     state.store.delete_passkey(&passkey.id)?;
     state.store.sync().await?;
     tracing::info!(target: "security", passkey = %passkey.id, user = %passkey.user_id, "passkey removed");
+    state.audit(&Event::allowed(
+        format!("user:{}", passkey.user_id),
+        "passkey.remove",
+        format!("passkey:{}", passkey.id),
+    ));
     Ok(())
 }
 
@@ -467,6 +502,12 @@ pub(super) fn passkey_json_error(
     error: &PasskeyError,
 ) -> Response {
     tracing::info!(target: "security", endpoint, reason = %error, "passkey ceremony rejected");
+    state.audit(&Event::refused(
+        "peer",
+        "passkey.ceremony",
+        endpoint,
+        error.code(),
+    ));
     state.metrics.refuse(endpoint, error.code());
     let status = match error {
         _ if error.code() == "not_approved" => StatusCode::FORBIDDEN,

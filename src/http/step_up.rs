@@ -243,6 +243,11 @@ async fn record_proof(
                 assurance = proved.assurance.name(),
                 "session proved by passkey"
             );
+            state.audit(&crate::audit::Event::allowed(
+                format!("user:{}", asserted.passkey.user_id),
+                "session.step_up",
+                format!("session:{session_id}"),
+            ));
             return Ok(());
         }
     }

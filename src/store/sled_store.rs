@@ -14,8 +14,8 @@ use tokio::sync::oneshot;
 
 use super::{
     AuditEntry, CeremonyRecord, DeviceRecord, EnrollmentCode, PasskeyRecord, PendingEnrollment,
-    RegistrationChallenge,
-    SessionRecord, SessionState, Store, StoreError, SyncFuture, Update, UserRecord, Versioned,
+    RegistrationChallenge, SessionRecord, SessionState, Store, StoreError, SyncFuture, Update,
+    UserRecord, Versioned,
 };
 
 const USERS: &str = "users";
