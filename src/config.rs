@@ -458,6 +458,40 @@ mod tests {
     }
 
     #[test]
+    fn file_sets_passkey_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devbound.toml");
+        std::fs::write(
+            &path,
+            "password-sign-in = false\npasskey-counter = \"record\"\npasskey-freshness = \"1h\"\n",
+        )
+        .unwrap();
+        let options = ServeOptions {
+            config: Some(path),
+            ..ServeOptions::default()
+        };
+        let config = options.merge_file().unwrap().resolve().unwrap();
+        assert!(!config.passkeys.password_sign_in);
+        assert_eq!(config.passkeys.counter, CounterPolicy::Record);
+        assert_eq!(config.passkeys.freshness, 3600);
+        assert_eq!(config.passkeys.step_up_max_age, 300);
+    }
+
+    #[test]
+    fn passkey_choices_are_validated() {
+        let options = ServeOptions {
+            passkey_attestation: Some("strict".into()),
+            ..ServeOptions::default()
+        };
+        assert!(matches!(options.resolve(), Err(ConfigError::Choice { .. })));
+        let options = ServeOptions {
+            passkey_counter: Some("ignore".into()),
+            ..ServeOptions::default()
+        };
+        assert!(matches!(options.resolve(), Err(ConfigError::Choice { .. })));
+    }
+
+    #[test]
     fn file_with_unknown_key_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("devbound.toml");

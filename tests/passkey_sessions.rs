@@ -293,6 +293,31 @@ async fn backup_eligibility_gain_is_accepted() {
     assert!(client.session_id.is_some());
 }
 
+/// A passkey registered as backup-eligible that stops reporting it is rejected.
+#[tokio::test]
+async fn backup_eligibility_loss_is_rejected() {
+    let server = TestServer::start(ServeOptions::default(), true).await;
+    let client = server.bound_client("alice", Algorithm::Es256).await;
+    let mut authenticator = authenticator(&server, "alice", AAGUID);
+    authenticator.extra_flags = BE;
+    let (status, body) = register(&server, &client, &authenticator, &Attestation::None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    authenticator.extra_flags = 0;
+    let options = sign_in_options(&server).await;
+    let credential = authenticator.assert(&options);
+
+    let response = post_sign_in(&server, &options["ceremony"], &credential).await;
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("backup status changed")
+    );
+}
+
 #[tokio::test]
 async fn password_sign_in_can_be_turned_off() {
     let options = ServeOptions {

@@ -65,3 +65,72 @@ pub fn effective_assurance(session: &SessionRecord, now: UnixTime, freshness: u6
         session.assurance
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SessionState;
+
+    fn session(assurance: Assurance, passkey_proof_at: Option<UnixTime>) -> SessionRecord {
+        SessionRecord {
+            id: "s1".into(),
+            user_id: "alice".into(),
+            state: SessionState::Bound,
+            created_at: 0,
+            expires_at: 10_000,
+            authorization_digest: None,
+            key: None,
+            assurance,
+            challenge: None,
+            credential_digest: None,
+            credential_expires_at: 0,
+            previous_credential_digest: None,
+            previous_credential_expires_at: 0,
+            last_proof_at: None,
+            refresh_count: 0,
+            passkey_id: passkey_proof_at.map(|_| "credential".into()),
+            passkey_proof_at,
+            device_id: None,
+        }
+    }
+
+    #[test]
+    fn step_up_accepts_proof_up_to_max_age() {
+        let proved = session(Assurance::Passkey, Some(1_000));
+        assert_eq!(require_recent_proof(&proved, 1_300, 300), Ok(()));
+        assert_eq!(
+            require_recent_proof(&proved, 1_301, 300),
+            Err(StepUpRequired::ProofTooOld {
+                age: 301,
+                max_age: 300
+            })
+        );
+    }
+
+    #[test]
+    fn step_up_requires_a_passkey_proof() {
+        let password = session(Assurance::Software, None);
+        assert_eq!(
+            require_recent_proof(&password, 1_000, 300),
+            Err(StepUpRequired::NoPasskeyProof)
+        );
+    }
+
+    #[test]
+    fn stale_binding_counts_as_software() {
+        let proved = session(Assurance::Passkey, Some(1_000));
+        assert!(!needs_reproof(&proved, 1_600, 600));
+        assert_eq!(effective_assurance(&proved, 1_600, 600), Assurance::Passkey);
+        assert!(needs_reproof(&proved, 1_601, 600));
+        assert_eq!(
+            effective_assurance(&proved, 1_601, 600),
+            Assurance::Software
+        );
+    }
+
+    #[test]
+    fn password_session_needs_no_reproof() {
+        let password = session(Assurance::Software, None);
+        assert!(!needs_reproof(&password, u64::MAX, 600));
+    }
+}
