@@ -73,6 +73,40 @@ async fn passkey_sign_in_binds_dbsc_and_refreshes() {
     assert!(recorded("session.bind", "allowed"));
 }
 
+/// A passkey sign-in in a browser that already has a bound session for the same user proves
+/// that session instead of starting a second one.
+#[tokio::test]
+async fn sign_in_with_live_session_proves_it() {
+    let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
+    let client = sign_in_bound(&server, &mut authenticator).await;
+    let session_id = client.session_id.clone().unwrap();
+    server.advance(60);
+    let options = sign_in_options(&server).await;
+    let credential = authenticator.assert(&options);
+
+    let response = support::dbsc::http(&server)
+        .post(format!("{}{}", server.url(), routes::PASSKEY_SIGN_IN))
+        .header(reqwest::header::COOKIE, client.cookie_header())
+        .form(&[
+            ("ceremony", options["ceremony"].as_str().unwrap().to_owned()),
+            ("credential", credential.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(
+        response
+            .headers()
+            .get("secure-session-registration")
+            .is_none()
+    );
+    let session = stored(&server, &session_id);
+    let now = server.server.state.clock.now();
+    assert_eq!(session.passkey_proof_at, Some(now));
+}
+
 #[tokio::test]
 async fn sign_in_ceremony_is_single_use() {
     let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
@@ -365,6 +399,9 @@ async fn invitation_enrolls_first_passkey_once() {
     assert_eq!(page.status(), StatusCode::OK);
 
     let request = json!({ "invite": invite_id, "name": "bob's laptop" });
+    // A ceremony the person abandons (a cancelled browser dialog) does not spend the invitation.
+    let (status, _) = post_json(&server, &anonymous, routes::ENROLL_OPTIONS, &request).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, options) = post_json(&server, &anonymous, routes::ENROLL_OPTIONS, &request).await;
     assert_eq!(status, StatusCode::OK, "{options}");
     let mut key = authenticator(&server, "bob", AAGUID);

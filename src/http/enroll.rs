@@ -54,7 +54,8 @@ pub async fn page(Query(query): Query<EnrollQuery>) -> Response {
     Html(passkey_views::enroll_page(&invite)).into_response()
 }
 
-/// Spends the invitation and starts the registration of the invited user's passkey.
+/// Starts the registration of the invited user's passkey. The invitation is spent when the
+/// registration verifies.
 pub async fn options(
     State(state): State<AppState>,
     body: Result<Json<EnrollOptionsRequest>, JsonRejection>,
@@ -88,7 +89,10 @@ fn start(
     name: &str,
     now: u64,
 ) -> Result<crate::passkey::Started<webauthn_rs_core::proto::CreationChallengeResponse>, Failure> {
-    let invite = consume_ceremony(state, invite_id)?;
+    let invite = state
+        .store
+        .find_ceremony(invite_id)?
+        .ok_or(PasskeyError::UnknownCeremony)?;
     let CeremonyPurpose::Invite { user_id } = &invite.purpose else {
         return Err(PasskeyError::WrongCeremony.into());
     };
@@ -140,12 +144,14 @@ async fn register(
     now: u64,
 ) -> Result<PasskeyRecord, Failure> {
     let ceremony = consume_ceremony(state, &body.ceremony)?;
-    if !matches!(ceremony.purpose, CeremonyPurpose::Enroll { .. }) {
+    let CeremonyPurpose::Enroll { invite, .. } = &ceremony.purpose else {
         return Err(PasskeyError::WrongCeremony.into());
-    }
+    };
     let passkey = state
         .passkeys
         .finish_registration(&ceremony, &body.credential, now)?;
+    // The invitation is spent only by a registration that verified, and only once.
+    consume_ceremony(state, invite)?;
     if !state.store.insert_passkey(&passkey)? {
         return Err(PasskeyError::DuplicateCredential.into());
     }

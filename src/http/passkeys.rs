@@ -52,6 +52,9 @@ pub struct RenameForm {
 
 /// Starts a discoverable sign-in: the browser may show passkeys in autofill (`conditional`)
 /// or in its own dialog.
+///
+/// NOTE: each request stores a ceremony until it expires, and nothing limits the request rate,
+/// so a flood of unauthenticated requests grows the database until the minute sweep.
 pub async fn sign_in_options(
     State(state): State<AppState>,
     body: Result<Json<SignInOptionsRequest>, JsonRejection>,
@@ -90,6 +93,18 @@ pub async fn sign_in(
         Err(Failure::Store(error)) => return internal_error("passkey_sign_in", &error),
     };
     let user_id = asserted.passkey.user_id.clone();
+
+    // A browser that already has a live bound session for this user is not offered a second
+    // DBSC registration: the assertion proves that session instead.
+    if let Ok(current) = auth::authenticate(&state, &headers, now) {
+        if current.user.id == user_id {
+            let session_id = &current.session.record.id;
+            return match step_up::record_proof(&state, session_id, &asserted, now).await {
+                Ok(()) => Redirect::to(routes::APP).into_response(),
+                Err(error) => internal_error("passkey_sign_in", &error),
+            };
+        }
+    }
     match pages::start_session(&state, &user_id, now, Some(&asserted)).await {
         Ok(response) => {
             state.audit(&Event::allowed(

@@ -221,7 +221,7 @@ async fn prove(
 }
 
 /// Records the proof on the session, retrying when a refresh changed the record meanwhile.
-async fn record_proof(
+pub(super) async fn record_proof(
     state: &AppState,
     session_id: &str,
     asserted: &Asserted,

@@ -33,8 +33,8 @@ pub fn new_invite(
 }
 
 impl RelyingParty {
-    /// Starts registering the first passkey of the user an invitation was made for. `invite`
-    /// has been consumed from the store.
+    /// Starts registering the first passkey of the user an invitation was made for. The
+    /// invitation stays in the store until the registration verifies.
     pub fn start_enrollment(
         &self,
         invite: &CeremonyRecord,
@@ -58,6 +58,7 @@ impl RelyingParty {
         started.ceremony.purpose = CeremonyPurpose::Enroll {
             user_id: user.id.clone(),
             name: name.to_owned(),
+            invite: invite.id.clone(),
         };
         Ok(started)
     }

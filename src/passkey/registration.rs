@@ -91,7 +91,7 @@ impl RelyingParty {
             return Err(PasskeyError::UnknownCeremony);
         }
         let (CeremonyPurpose::Register { user_id, name }
-        | CeremonyPurpose::Enroll { user_id, name }) = &ceremony.purpose
+        | CeremonyPurpose::Enroll { user_id, name, .. }) = &ceremony.purpose
         else {
             return Err(PasskeyError::WrongCeremony);
         };

@@ -139,4 +139,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Removes a ceremony and returns it, atomically, so that it completes at most once.
     fn consume_ceremony(&self, id: &str) -> Result<Option<CeremonyRecord>, StoreError>;
     fn purge_ceremonies(&self, now: u64) -> Result<usize, StoreError>;
+    /// Reads a ceremony without consuming it (an invitation, until it is used).
+    fn find_ceremony(&self, id: &str) -> Result<Option<CeremonyRecord>, StoreError>;
 }

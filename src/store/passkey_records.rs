@@ -61,8 +61,13 @@ pub enum CeremonyPurpose {
     /// An operator's invitation to register a first passkey without signing in. The record's
     /// id is the secret in the invitation link.
     Invite { user_id: String },
-    /// Registering a first passkey through an invitation.
-    Enroll { user_id: String, name: String },
+    /// Registering a first passkey through the invitation with id `invite`, which is consumed
+    /// only when the registration verifies.
+    Enroll {
+        user_id: String,
+        name: String,
+        invite: String,
+    },
 }
 
 /// A WebAuthn ceremony in progress: its purpose and the library state with its challenge.

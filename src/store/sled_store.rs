@@ -573,6 +573,10 @@ impl Store for SledStore {
         }
         Ok(purged)
     }
+
+    fn find_ceremony(&self, id: &str) -> Result<Option<CeremonyRecord>, StoreError> {
+        get(&self.ceremonies, id)
+    }
 }
 
 impl SledStore {
