@@ -305,18 +305,20 @@ pub async fn sessions(State(state): State<AppState>, headers: HeaderMap) -> Resp
         } else {
             String::new()
         };
+        let freshness = state.passkeys.settings.freshness;
         rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>\n",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>\n",
             escape(&session.id),
             view.state,
             view.algorithm.unwrap_or("-"),
-            view.assurance,
+            binding::effective_assurance(session, now, freshness).name(),
             view.last_proof_at.map_or_else(|| "-".to_owned(), utc),
+            session.passkey_proof_at.map_or_else(|| "-".to_owned(), utc),
             utc(session.created_at),
         ));
     }
     let body = format!(
-        "<table><tr><th>Session</th><th>State</th><th>Algorithm</th><th>Assurance</th><th>Last proof</th><th>Signed in</th><th></th></tr>\n{rows}</table>\n<p><a href=\"{}\">Back</a></p>",
+        "<table><tr><th>Session</th><th>State</th><th>Algorithm</th><th>Assurance</th><th>Last proof</th><th>Passkey proof</th><th>Signed in</th><th></th></tr>\n{rows}</table>\n<p><a href=\"{}\">Back</a></p>",
         routes::APP
     );
     (
