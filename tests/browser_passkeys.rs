@@ -191,3 +191,59 @@ async fn chromium_registers_and_signs_in_with_passkey() {
     );
     assert!(server.store().list_passkeys(&user.id).unwrap().is_empty());
 }
+
+/// Passkey autofill: with a passkey on the authenticator, opening `/login` starts a conditional
+/// request, and the virtual authenticator answers it without a click.
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_autofill_offers_passkey_on_login() {
+    let server = TestServer::start(ServeOptions::default(), false).await;
+    server.add_user("alice");
+    let origin = server.url().to_owned();
+    let user = server.store().find_user_by_name("alice").unwrap().unwrap();
+    let chromium = Chromium::launch(&server.server.tls.spki_sha256)
+        .await
+        .unwrap();
+    let page = chromium.open_page().await.unwrap();
+    page.send(
+        "Network.enableDeviceBoundSessions",
+        json!({ "enable": true }),
+    )
+    .await
+    .unwrap();
+    add_virtual_authenticator(&page).await;
+    password_sign_in(&page, &origin).await;
+    page.wait_for_event(DBSC_EVENT, EVENT_TIMEOUT, is_creation)
+        .await
+        .unwrap();
+    page.navigate(&format!("{origin}{}", routes::PASSKEYS))
+        .await
+        .unwrap();
+    page.evaluate("devbound.register('autofill key')")
+        .await
+        .unwrap();
+    let passkey_id = server.store().list_passkeys(&user.id).unwrap()[0]
+        .id
+        .clone();
+    page.evaluate("fetch('/logout', { method: 'POST', credentials: 'include' }).then(r => r.ok)")
+        .await
+        .unwrap();
+
+    page.navigate(&format!("{origin}/login")).await.unwrap();
+    let available = page
+        .evaluate("PublicKeyCredential.isConditionalMediationAvailable()")
+        .await
+        .unwrap();
+    assert_eq!(available, true);
+    let created = page
+        .wait_for_event(DBSC_EVENT, EVENT_TIMEOUT, is_creation)
+        .await
+        .unwrap();
+    let session_id = created["sessionId"].as_str().unwrap();
+    let session = server
+        .store()
+        .find_session(session_id)
+        .unwrap()
+        .unwrap()
+        .record;
+    assert_eq!(session.passkey_id.as_deref(), Some(passkey_id.as_str()));
+}

@@ -32,3 +32,22 @@ pub fn known_name(aaguid: &Uuid) -> Option<&'static str> {
         .find(|(text, _)| Uuid::parse_str(text).is_ok_and(|known| known == *aaguid))
         .map(|(_, name)| *name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_models_are_named() {
+        let google = Uuid::parse_str("ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4").unwrap();
+        assert_eq!(known_name(&google), Some("Google Password Manager"));
+        assert_eq!(known_name(&Uuid::nil()), None);
+    }
+
+    #[test]
+    fn every_listed_aaguid_parses() {
+        for (text, _) in KNOWN {
+            assert!(Uuid::parse_str(text).is_ok(), "{text}");
+        }
+    }
+}
