@@ -77,6 +77,25 @@ async fn packed_from_trusted_ca_gets_passkey_assurance() {
     assert_eq!(body["aaguid"], MODEL_TEXT);
     assert_eq!(body["attestation_format"], "packed");
 
+    // The passkey list shows the same record.
+    let listed: Value = client
+        .get(routes::API_PASSKEYS)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["passkeys"][0]["aaguid"], MODEL_TEXT);
+    assert_eq!(listed["passkeys"][0]["assurance"], "passkey");
+    let page = client
+        .get(routes::PASSKEYS)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("approved model"), "{page}");
+
     // A session signed in with it is at `passkey` assurance, on the page too.
     let client = sign_in_bound(&server, &mut key).await;
     let session = stored(&server, client.session_id.as_deref().unwrap());
