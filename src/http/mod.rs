@@ -10,6 +10,7 @@ pub mod routes;
 mod server;
 mod views;
 
+pub use devices::DeviceView;
 pub use server::{ADMIN_TOKEN_FILE, RunningServer, SERVER_FILE, ServeError, ServerInfo, start};
 pub use views::{SessionView, utc};
 
