@@ -45,6 +45,17 @@ fn ak_without(clear: u32) -> Vec<u8> {
     ak
 }
 
+/// An answer to `started` with a secret no TPM recovered, and a certification from swtpm.
+fn wrong_answer(started: &Value) -> Value {
+    json!({
+        "challenge_id": started["challenge_id"],
+        "activated_secret": base64url::encode([0u8; 32]),
+        "key_public": base64url::encode(fixture("session-key-public.bin")),
+        "certify_info": base64url::encode(fixture("certify-attest.bin")),
+        "signature": base64url::encode(fixture("certify-signature.bin")),
+    })
+}
+
 /// A server trusting the fixtures' CA, with a signed-in user `alice`, and one code of hers.
 async fn setup() -> (TestServer, devbound::client::DbscClient, String) {
     let server = server_trusting(fixture_trust_dir()).await;
@@ -146,13 +157,7 @@ async fn a_wrong_activated_secret_is_refused_and_its_challenge_cannot_be_replaye
         assert!(started[field].is_string(), "{field}");
     }
 
-    let finish = json!({
-        "challenge_id": started["challenge_id"],
-        "activated_secret": base64url::encode([0u8; 32]),
-        "key_public": base64url::encode(fixture("session-key-public.bin")),
-        "certify_info": base64url::encode(fixture("certify-attest.bin")),
-        "signature": base64url::encode(fixture("certify-signature.bin")),
-    });
+    let finish = wrong_answer(&started);
     let answer = post_enrollment(&server, routes::API_ENROLL_FINISH, &finish).await;
     assert_refused(&server, &answer, "wrong_secret");
     // The challenge was spent by the first answer, right or wrong.
@@ -177,13 +182,7 @@ async fn expired_codes_and_challenges_are_refused() {
     assert_eq!(status, StatusCode::OK);
     let challenge_ttl = server.server.state.enrollment.challenge_ttl;
     server.advance(challenge_ttl);
-    let finish = json!({
-        "challenge_id": started["challenge_id"],
-        "activated_secret": base64url::encode([0u8; 32]),
-        "key_public": base64url::encode(fixture("session-key-public.bin")),
-        "certify_info": base64url::encode(fixture("certify-attest.bin")),
-        "signature": base64url::encode(fixture("certify-signature.bin")),
-    });
+    let finish = wrong_answer(&started);
     let answer = post_enrollment(&server, routes::API_ENROLL_FINISH, &finish).await;
     assert_refused(&server, &answer, "challenge_expired");
 

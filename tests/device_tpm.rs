@@ -13,13 +13,18 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use devbound::crypto::Algorithm;
+use devbound::client::tpm::{self, TpmSigner};
+use devbound::client::{ClientError, DbscClient};
+use devbound::crypto::{Algorithm, base64url};
+use devbound::dbsc::headers;
 use devbound::http::routes;
 use devbound::store::Assurance;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use support::devices::{TPM_LOCK, call, create_code, server_trusting, swtpm};
+use support::devices::{
+    TPM_LOCK, call, create_code, fixture, post_enrollment, server_trusting, swtpm,
+};
 use support::server::TestServer;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_devbound");
@@ -213,4 +218,183 @@ async fn operator_lists_and_revokes_a_device_from_the_cli() {
     );
     let table = check(&operator(&["device", "list"]));
     assert!(table.contains(&id) && !table.contains(" - "), "{table}");
+}
+
+// ---- Enrollment driven step by step, with evidence a TPM would not send -------------------
+
+/// A device that has answered the server's challenge with its real TPM, before sending the
+/// answer: the test may alter `finish` first.
+struct Answered {
+    finish: serde_json::Value,
+    signer: TpmSigner,
+}
+
+/// Creates a code for `owner`, starts enrollment with the swtpm's evidence, activates the
+/// credential and certifies a new key over `nonce` (the server's unless given).
+async fn answer_challenge(
+    server: &TestServer,
+    owner: &DbscClient,
+    tcti: &str,
+    nonce: Option<Vec<u8>>,
+) -> Answered {
+    let code = create_code(server, owner, "probe").await;
+    let mut context = tpm::open(tcti).unwrap();
+    let attestation = tpm::attest(&mut context).unwrap();
+    let start = json!({
+        "code": code,
+        "ek_certificate": attestation.ek_certificate.as_deref().map(base64url::encode),
+        "ek_public": base64url::encode(&attestation.ek_public),
+        "ak_public": base64url::encode(&attestation.ak_public),
+    });
+    let (status, started) = post_enrollment(server, routes::API_ENROLL_START, &start).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let field = |name: &str| base64url::decode(started[name].as_str().unwrap()).unwrap();
+    let secret = tpm::activate_credential(
+        &mut context,
+        &attestation,
+        &field("credential_blob"),
+        &field("encrypted_secret"),
+    )
+    .unwrap();
+    let nonce = nonce.unwrap_or_else(|| field("certify_nonce"));
+    let (certified, key) = tpm::create_certified_key(&mut context, attestation, &nonce).unwrap();
+    let finish = json!({
+        "challenge_id": started["challenge_id"],
+        "activated_secret": base64url::encode(&secret),
+        "key_public": base64url::encode(&certified.public),
+        "certify_info": base64url::encode(&certified.certify_info),
+        "signature": base64url::encode(&certified.signature),
+    });
+    Answered {
+        finish,
+        signer: TpmSigner::new(context, key, &certified.public).unwrap(),
+    }
+}
+
+/// A change made to a TPM structure before it is sent.
+type Alteration = fn(&mut Vec<u8>);
+
+/// Replaces one base64url field of a finish request with `change` applied to its bytes.
+fn altered(
+    finish: &serde_json::Value,
+    field: &str,
+    change: impl Fn(&mut Vec<u8>),
+) -> serde_json::Value {
+    let mut bytes = base64url::decode(finish[field].as_str().unwrap()).unwrap();
+    change(&mut bytes);
+    let mut finish = finish.clone();
+    finish[field] = json!(base64url::encode(&bytes));
+    finish
+}
+
+/// Sends an altered answer, expects the refusal `reason`, and checks that no device was
+/// recorded.
+async fn assert_finish_refused(server: &TestServer, finish: &serde_json::Value, reason: &str) {
+    let (status, body) = post_enrollment(server, routes::API_ENROLL_FINISH, finish).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], json!(reason), "{body}");
+    assert!(server.store().list_devices(None).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_activated_secret_from_a_real_tpm_is_refused() {
+    let Some((tcti, trust)) = swtpm() else { return };
+    let _lock = TPM_LOCK.lock().await;
+    let server = server_trusting(trust).await;
+    let owner = server.bound_client("carol", Algorithm::Es256).await;
+    let answered = answer_challenge(&server, &owner, &tcti, None).await;
+    let finish = altered(&answered.finish, "activated_secret", |secret| {
+        secret[0] ^= 1
+    });
+    answered.signer.close();
+    assert_finish_refused(&server, &finish, "wrong_secret").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certify_over_a_stale_nonce_is_refused() {
+    let Some((tcti, trust)) = swtpm() else { return };
+    let _lock = TPM_LOCK.lock().await;
+    let server = server_trusting(trust).await;
+    let owner = server.bound_client("carol", Algorithm::Es256).await;
+    // A nonce from an earlier enrollment: the certification is not fresh.
+    let stale = base64url::decode("ouzCcWOnCZnSRbMlYRh4CG-kExKk82tX5W7jAM37Kq8").unwrap();
+    let answered = answer_challenge(&server, &owner, &tcti, Some(stale)).await;
+    answered.signer.close();
+    assert_finish_refused(&server, &answered.finish, "nonce_mismatch").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tpms_attest_with_wrong_magic_type_or_trailing_bytes_is_refused() {
+    let Some((tcti, trust)) = swtpm() else { return };
+    let _lock = TPM_LOCK.lock().await;
+    let server = server_trusting(trust).await;
+    let owner = server.bound_client("carol", Algorithm::Es256).await;
+    let cases: [(&str, Alteration); 3] = [
+        ("wrong_magic", |attest| attest[0] ^= 0x01),
+        // TPM_ST_ATTEST_QUOTE (0x8018) instead of TPM_ST_ATTEST_CERTIFY (0x8017).
+        ("wrong_attestation_type", |attest| attest[5] = 0x18),
+        ("trailing_bytes", |attest| attest.push(0)),
+    ];
+    for (reason, change) in cases {
+        let answered = answer_challenge(&server, &owner, &tcti, None).await;
+        answered.signer.close();
+        let finish = altered(&answered.finish, "certify_info", change);
+        assert_finish_refused(&server, &finish, reason).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_key_swapped_after_certification_is_refused() {
+    let Some((tcti, trust)) = swtpm() else { return };
+    let _lock = TPM_LOCK.lock().await;
+    let server = server_trusting(trust).await;
+    let owner = server.bound_client("carol", Algorithm::Es256).await;
+
+    // Another TPM key than the one the AK certified, presented at enrollment.
+    let answered = answer_challenge(&server, &owner, &tcti, None).await;
+    answered.signer.close();
+    let mut finish = answered.finish.clone();
+    finish["key_public"] = json!(base64url::encode(fixture("session-key-public.bin")));
+    assert_finish_refused(&server, &finish, "certified_name_mismatch").await;
+
+    // The certified key, then another key at DBSC registration: refused; the certified key
+    // registers, and the session has assurance tpm.
+    let answered = answer_challenge(&server, &owner, &tcti, None).await;
+    let response = support::devices::https(&server)
+        .post(format!("{}{}", server.url(), routes::API_ENROLL_FINISH))
+        .json(&answered.finish)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let offer = headers::parse_registration(
+        response
+            .headers()
+            .get(headers::REGISTRATION)
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap()
+    .remove(0);
+    let (status, replayed) =
+        post_enrollment(&server, routes::API_ENROLL_FINISH, &answered.finish).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a replayed answer is refused"
+    );
+    assert_eq!(replayed["reason"], json!("unknown_challenge"));
+
+    let mut swapped = server.client(Algorithm::Es256);
+    let refused = swapped.register(&offer).await;
+    assert!(
+        matches!(&refused, Err(ClientError::Status { body, .. }) if body.contains("invalid_key")),
+        "{refused:?}"
+    );
+    let http = support::devices::https(&server);
+    let mut device = DbscClient::new(http, server.url(), answered.signer);
+    device.register(&offer).await.unwrap();
+    let session = stored_session(&server, device.session_id.as_deref().unwrap());
+    assert_eq!(session.assurance, Assurance::Tpm);
+    device.into_signer().close();
 }
