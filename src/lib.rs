@@ -1,7 +1,7 @@
 //! devbound binds sessions to the device that created them.
 //!
 //! Layers, outermost first: [`http`] (axum routers and extractors), the protocol modules
-//! ([`dbsc`], [`account`]), [`store`] (typed records over sled), and [`crypto`] (JOSE and keys).
+//! ([`dbsc`], [`account`], [`tpm`], [`audit`]), [`store`] (typed records over sled), and [`crypto`] (JOSE and keys).
 //! Each layer calls only the ones below it. Protocol functions take the current time and a
 //! random number generator as arguments, so tests run at fixed instants.
 
@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod account;
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -67,6 +67,20 @@ impl AppState {
 }
 
 impl AppState {
+    /// Appends a security decision to the audit log.
+    ///
+    /// A failed append is logged at `error` and does not change the answer: the decision was
+    /// already made and stored, and the operator must fix the database either way.
+    pub fn audit(&self, event: &crate::audit::Event) {
+        let at = self.clock.now();
+        let appended = self
+            .store
+            .append_audit(&mut |previous| crate::audit::seal(previous, at, event));
+        if let Err(error) = appended {
+            tracing::error!(action = event.action, %error, "cannot append to the audit log");
+        }
+    }
+
     /// Sets the policy TPM enrollment is checked against. Without it the trust store is empty
     /// and every enrollment is refused.
     #[must_use]
@@ -95,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::ADMIN_SESSIONS, get(admin::list_sessions))
         .route(routes::ADMIN_SESSION_REVOKE, post(admin::revoke_session))
+        .route(routes::ADMIN_AUDIT, get(admin::list_audit))
         .route(routes::DEVICES, get(devices::devices_page))
         .route(routes::DEVICE_CODES, post(devices::create_code_page))
         .route(routes::DEVICE_REVOKE, post(devices::revoke_device_page))

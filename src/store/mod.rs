@@ -9,8 +9,8 @@ mod sled_store;
 mod tests;
 
 pub use records::{
-    Assurance, BoundKey, DeviceRecord, EnrollmentCode, PendingChallenge, PendingEnrollment,
-    RegistrationChallenge, Revocation, SessionRecord, SessionState, UserRecord,
+    Assurance, AuditEntry, BoundKey, DeviceRecord, EnrollmentCode, PendingChallenge,
+    PendingEnrollment, RegistrationChallenge, Revocation, SessionRecord, SessionState, UserRecord,
 };
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
@@ -79,6 +79,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Makes every write so far durable.
     fn sync(&self) -> SyncFuture;
 
+    // The audit log.
+
+    /// Appends the entry that `seal` builds from the current last entry, so that concurrent
+    /// appends still form one chain. Returns the appended entry.
+    fn append_audit(
+        &self,
+        seal: &mut dyn FnMut(Option<&AuditEntry>) -> AuditEntry,
+    ) -> Result<AuditEntry, StoreError>;
+    /// Lists up to `limit` entries from sequence number `from`, oldest first.
+    fn list_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     // Devices (issue 3): enrolled devices, one-time enrollment codes and started enrollments.
 
     /// Inserts a device; returns `false` and writes nothing if the id is taken.

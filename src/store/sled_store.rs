@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::{
-    DeviceRecord, EnrollmentCode, PendingEnrollment, RegistrationChallenge, SessionRecord,
-    SessionState, Store, StoreError, SyncFuture, Update, UserRecord, Versioned,
+    AuditEntry, DeviceRecord, EnrollmentCode, PendingEnrollment, RegistrationChallenge,
+    SessionRecord, SessionState, Store, StoreError, SyncFuture, Update, UserRecord, Versioned,
 };
 
 const USERS: &str = "users";
@@ -22,6 +22,7 @@ const USER_NAMES: &str = "user_names";
 const SESSIONS: &str = "sessions";
 const USER_SESSIONS: &str = "user_sessions";
 const CHALLENGES: &str = "registration_challenges";
+const AUDIT: &str = "audit";
 const DEVICES: &str = "devices";
 const OWNER_DEVICES: &str = "owner_devices";
 const ENROLLMENT_CODES: &str = "enrollment_codes";
@@ -46,6 +47,10 @@ pub struct SledStore {
     sessions: sled::Tree,
     user_sessions: sled::Tree,
     challenges: sled::Tree,
+    /// Audit entries keyed by big-endian sequence number, so that iteration order is log order.
+    audit: sled::Tree,
+    /// Held while an audit entry is appended: each entry needs the hash of the one before.
+    audit_append: Arc<Mutex<()>>,
     devices: sled::Tree,
     owner_devices: sled::Tree,
     enrollment_codes: sled::Tree,
@@ -90,6 +95,8 @@ impl SledStore {
             sessions: tree(SESSIONS)?,
             user_sessions: tree(USER_SESSIONS)?,
             challenges: tree(CHALLENGES)?,
+            audit: tree(AUDIT)?,
+            audit_append: Arc::new(Mutex::new(())),
             devices: tree(DEVICES)?,
             owner_devices: tree(OWNER_DEVICES)?,
             enrollment_codes: tree(ENROLLMENT_CODES)?,
@@ -332,6 +339,36 @@ impl Store for SledStore {
                 .map_err(|_| StoreError::Database("flush thread has stopped".into()))?
                 .map_err(StoreError::Database)
         })
+    }
+
+    fn append_audit(
+        &self,
+        seal: &mut dyn FnMut(Option<&AuditEntry>) -> AuditEntry,
+    ) -> Result<AuditEntry, StoreError> {
+        let _appending = self
+            .audit_append
+            .lock()
+            .map_err(|_| StoreError::Database("an audit append panicked".into()))?;
+        let last: Option<AuditEntry> = match self.audit.last().map_err(database)? {
+            Some((key, value)) => Some(decode(&key, &value)?),
+            None => None,
+        };
+        let entry = seal(last.as_ref());
+        self.audit
+            .insert(entry.seq.to_be_bytes(), encode(&entry)?)
+            .map_err(database)?;
+        Ok(entry)
+    }
+
+    fn list_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit
+            .range(from.to_be_bytes()..)
+            .take(limit)
+            .map(|entry| {
+                let (key, value) = entry.map_err(database)?;
+                decode(&key, &value)
+            })
+            .collect()
     }
 
     fn insert_device(&self, device: &DeviceRecord) -> Result<bool, StoreError> {
