@@ -74,6 +74,17 @@ fn assert_refused(server: &TestServer, (status, body): &(StatusCode, Value), rea
     assert_eq!(body["error"], json!("enrollment_refused"), "{body}");
     assert_eq!(body["reason"], json!(reason), "{body}");
     assert!(server.store().list_devices(None).unwrap().is_empty());
+    // The refusal is the newest entry in the audit log.
+    let entries = server.store().list_audit(0, usize::MAX).unwrap();
+    let last = entries.last().unwrap();
+    assert_eq!(
+        (
+            last.action.as_str(),
+            last.outcome.as_str(),
+            last.detail.as_str()
+        ),
+        ("device.enroll", "refused", reason)
+    );
 }
 
 #[tokio::test]

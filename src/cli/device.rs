@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use super::DeviceCommand;
 use super::ListFilter;
-use super::operator::{Backend, open, remote_call, user_id_by_name};
+use super::operator::{Backend, append_audit, open, remote_call, user_id_by_name};
+use crate::audit::Event;
 use crate::clock::{Clock, SystemClock};
 use crate::http::{DeviceView, routes};
 use crate::store::Store;
@@ -61,6 +62,8 @@ async fn revoke(backend: &Backend, id: &str) -> Result<(), String> {
             crate::device::revoke_stored(store, id, "operator", SystemClock.now())
                 .map_err(|error| error.to_string())?
                 .ok_or_else(|| format!("no device {id:?}"))?;
+            let event = Event::allowed("operator", "device.revoke", format!("device:{id}"));
+            append_audit(store, &event)?;
             store.flush_now().map_err(|error| error.to_string())
         }
         remote => {

@@ -291,7 +291,7 @@ async fn revoke_session(backend: &Backend, id: &str) -> Result<(), String> {
     }
 }
 
-fn append_audit(store: &SledStore, event: &Event) -> Result<(), String> {
+pub(super) fn append_audit(store: &SledStore, event: &Event) -> Result<(), String> {
     let now = SystemClock.now();
     store
         .append_audit(&mut |previous| audit::seal(previous, now, event))

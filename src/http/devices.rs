@@ -20,6 +20,7 @@ use super::auth::CurrentSession;
 use super::pages::{forbidden_origin, internal_error, signed_in};
 use super::routes;
 use super::views::{escape, page, utc};
+use crate::audit::Event;
 use crate::clock::UnixTime;
 use crate::crypto::base64url;
 use crate::dbsc::headers;
@@ -284,6 +285,12 @@ pub fn require_assurance(
         "request refused: session assurance too low"
     );
     state.metrics.refuse("assurance", "insufficient_assurance");
+    state.audit(&Event::refused(
+        format!("session:{}", current.session.record.id),
+        "route.require_assurance",
+        format!("user:{}", current.user.id),
+        format!("requires {}, has {}", required.name(), has.name()),
+    ));
     Err((
         StatusCode::FORBIDDEN,
         Json(json!({
@@ -330,6 +337,12 @@ pub async fn enroll_start(
         Ok(None) => {
             tracing::info!(target: "security", "device enrollment refused: unknown, used or expired code");
             state.metrics.refuse("enrollment", "invalid_code");
+            state.audit(&Event::refused(
+                "device",
+                "device.enroll",
+                "code",
+                "invalid_code",
+            ));
             return api_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_code",
@@ -453,6 +466,11 @@ pub async fn enroll_finish(
         session = %sign_in.session.id,
         "device enrolled; DBSC registration offered for its certified key"
     );
+    state.audit(&Event::allowed(
+        format!("user:{}", device.owner_id),
+        "device.enroll",
+        format!("device:{}", device.id),
+    ));
     state
         .metrics
         .registrations
@@ -568,6 +586,11 @@ async fn create_code(
         session = %current.session.record.id,
         "device enrollment code created"
     );
+    state.audit(&Event::allowed(
+        format!("session:{}", current.session.record.id),
+        "device.enrollment_code",
+        format!("user:{}", current.user.id),
+    ));
     Ok((new.code.expose().to_owned(), new.record.expires_at))
 }
 
@@ -608,6 +631,11 @@ async fn revoke_device(
         sessions = ?revoked.ended_sessions,
         "device revoked with its sessions"
     );
+    state.audit(&Event::allowed(
+        by.to_owned(),
+        "device.revoke",
+        format!("device:{}", revoked.device.id),
+    ));
     Ok(revoked.device)
 }
 
@@ -644,6 +672,12 @@ fn enrollment_refused(
         "device enrollment refused"
     );
     state.metrics.refuse("enrollment", error.reason());
+    state.audit(&Event::refused(
+        format!("user:{user_id}"),
+        "device.enroll",
+        step,
+        error.reason(),
+    ));
     (
         StatusCode::FORBIDDEN,
         Json(json!({
