@@ -1,10 +1,11 @@
 //! Enrolled devices: one-time enrollment codes, device records built from verified TPM
 //! evidence, the binding of a device's sessions to its certified key, and revocation.
 //!
-//! A device enrolls on behalf of a signed-in user: the user creates a code, the device presents
-//! it once with its TPM evidence ([`crate::tpm::start_enrollment`]), and a finished enrollment
-//! ([`crate::tpm::finish_enrollment`]) yields a device record and a pending DBSC session whose
-//! registration must use the certified key. The session then has the device's assurance.
+//! A device enrolls on behalf of a signed-in user. The user creates a code, and the device
+//! presents it once with its TPM evidence ([`crate::tpm::start_enrollment`]). A finished
+//! enrollment ([`crate::tpm::finish_enrollment`]) yields a device record and a pending DBSC
+//! session whose registration must use the certified key. The session then has the device's
+//! assurance.
 
 use rand::{CryptoRng, RngCore};
 
@@ -23,7 +24,7 @@ pub const CODE_BYTES: usize = 16;
 /// Lifetime of an enrollment code: long enough to type it on the device, short enough that a
 /// forgotten one is soon useless.
 pub const CODE_TTL: u64 = 10 * 60;
-/// Longest device name accepted, in characters.
+/// Maximum length of a device name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
 /// A reason a device request is refused before any TPM evidence is looked at.

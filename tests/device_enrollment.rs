@@ -316,3 +316,53 @@ async fn a_user_cannot_see_or_revoke_another_users_device() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn devices_page_creates_a_one_time_code() {
+    let server = server_trusting(fixture_trust_dir()).await;
+    let alice = server.bound_client("alice", Algorithm::Es256).await;
+    let page = alice
+        .get(routes::DEVICES)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(routes::DEVICE_CODES), "{page}");
+
+    let response = support::devices::https(&server)
+        .post(alice.url(routes::DEVICE_CODES))
+        .header(reqwest::header::COOKIE, alice.cookie_header())
+        .form(&[("name", "build <box>")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    let command = page
+        .split(r#"<pre id="enroll-command">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap();
+    let code = command.rsplit(' ').next().unwrap();
+    assert!(
+        command.starts_with("devbound device enroll --server https://"),
+        "{command}"
+    );
+
+    // The code shown starts one enrollment for alice; only its digest was stored.
+    let body = genuine(code, &fixture("ak-ecc-public.bin"));
+    let (status, started) = start(&server, &body).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let (status, _) = start(&server, &body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let response = support::devices::https(&server)
+        .post(alice.url(routes::DEVICE_CODES))
+        .header(reqwest::header::COOKIE, alice.cookie_header())
+        .form(&[("name", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}

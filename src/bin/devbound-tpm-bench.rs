@@ -1,11 +1,12 @@
 //! Measures TPM device enrollment and TPM-signed refreshes against a TPM (swtpm in the
 //! figures in BENCHMARKS.md), with the real server over HTTPS on loopback in this process.
 //!
-//! It reports: the wall time of a whole `device enroll` (EK and AK creation, two HTTPS
-//! requests, ActivateCredential, session key creation and Certify, DBSC registration); the
-//! wall time per DBSC refresh whose proof the TPM signs; and the server's CPU time for the
-//! enrollment checks alone (`start_enrollment` and `finish_enrollment` over real evidence from
-//! the TPM), read from `/proc/thread-self/schedstat`.
+//! It reports three figures. The first is the wall time of a whole `device enroll`: EK and AK
+//! creation, two HTTPS requests, ActivateCredential, session key creation and Certify, and the
+//! DBSC registration. The second is the wall time per DBSC refresh whose proof the TPM signs.
+//! The third is the server's CPU time for the enrollment checks alone (`start_enrollment` and
+//! `finish_enrollment` over real evidence from the TPM), read from
+//! `/proc/thread-self/schedstat`.
 //!
 //! `cargo build --release --features tpm &&
 //!  target/release/devbound-tpm-bench --tcti swtpm:host=127.0.0.1,port=2321 --trust-dir DIR`
@@ -223,7 +224,7 @@ fn thread_cpu() -> Result<Duration, String> {
     Ok(Duration::from_nanos(nanos))
 }
 
-fn report(what: &str, times: &mut [Duration]) {
+fn report(label: &str, times: &mut [Duration]) {
     times.sort();
     if times.is_empty() {
         return;
@@ -234,7 +235,7 @@ fn report(what: &str, times: &mut [Duration]) {
     };
     let mean = times.iter().sum::<Duration>().as_secs_f64() * 1000.0 / times.len() as f64;
     println!(
-        "{what}: n={} mean {mean:.2} ms, min {:.2} ms, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "{label}: n={} mean {mean:.2} ms, min {:.2} ms, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         times.len(),
         at(0.0),
         at(0.5),

@@ -3,7 +3,7 @@
 //!
 //! The state directory keeps `device.json`: the server, its certificate, the device and
 //! session ids, the cached challenge, and the session key as TPM blobs. The private blob is
-//! wrapped by the TPM's storage key, so nothing secret is written in the clear; the session
+//! wrapped by the TPM's storage key, so nothing secret is written in the clear. The session
 //! cookie is kept in memory only.
 
 use std::path::{Path, PathBuf};
@@ -37,8 +37,8 @@ pub enum DeviceError {
     Ended,
 }
 
-/// What `device.json` holds. None of it is secret: the private key blob is usable only inside
-/// the TPM that wrapped it.
+/// The contents of `device.json`. None of it is secret, because the private key blob is usable
+/// only inside the TPM that wrapped it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceState {
     pub server: String,

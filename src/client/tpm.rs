@@ -64,7 +64,7 @@ pub fn open(tcti: &str) -> Result<Context, TpmClientError> {
     Context::new(conf).map_err(command("open"))
 }
 
-/// What the device sends to start enrollment, and the loaded EK and AK that finish it.
+/// The evidence the device sends to start enrollment, and the loaded EK and AK that finish it.
 #[derive(Debug)]
 pub struct Attestation {
     pub ek_certificate: Option<Vec<u8>>,

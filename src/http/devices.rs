@@ -1,6 +1,6 @@
-//! Devices: the owner's pages and API for enrollment codes, device lists and revocation; the
-//! two enrollment requests a device makes; the operator's device API; and a route that demands
-//! a session at assurance `tpm`.
+//! Device endpoints. The owner has pages and an API for enrollment codes, device lists and
+//! revocation, a device makes the two enrollment requests, and operators have a device API.
+//! `GET /api/attested` is a route that demands a session at assurance `tpm`.
 
 use std::net::SocketAddr;
 
