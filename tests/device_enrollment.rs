@@ -330,13 +330,7 @@ async fn devices_page_creates_a_one_time_code() {
         .unwrap();
     assert!(page.contains(routes::DEVICE_CODES), "{page}");
 
-    let response = support::devices::https(&server)
-        .post(alice.url(routes::DEVICE_CODES))
-        .header(reqwest::header::COOKIE, alice.cookie_header())
-        .form(&[("name", "build <box>")])
-        .send()
-        .await
-        .unwrap();
+    let response = post_code_form(&server, &alice, "build <box>").await;
     assert_eq!(response.status(), StatusCode::OK);
     let page = response.text().await.unwrap();
     let command = page
@@ -357,12 +351,21 @@ async fn devices_page_creates_a_one_time_code() {
     let (status, _) = start(&server, &body).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    let response = support::devices::https(&server)
-        .post(alice.url(routes::DEVICE_CODES))
-        .header(reqwest::header::COOKIE, alice.cookie_header())
-        .form(&[("name", "")])
+    let response = post_code_form(&server, &alice, "").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Submits the devices page's form that creates an enrollment code.
+async fn post_code_form(
+    server: &TestServer,
+    client: &devbound::client::DbscClient,
+    name: &str,
+) -> reqwest::Response {
+    support::devices::https(server)
+        .post(client.url(routes::DEVICE_CODES))
+        .header(reqwest::header::COOKIE, client.cookie_header())
+        .form(&[("name", name)])
         .send()
         .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        .unwrap()
 }
