@@ -369,3 +369,49 @@ async fn post_code_form(
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn software_fallback_enrolls_a_failing_device_below_tpm() {
+    let options = devbound::config::ServeOptions {
+        tpm_trust_dir: Some(fixture_trust_dir()),
+        tpm_software_fallback: Some(true),
+        ..Default::default()
+    };
+    let server = TestServer::start(options, false).await;
+    let alice = server.bound_client("alice", Algorithm::Es256).await;
+
+    // An untrusted EK certificate still gets a credential when policy allows software.
+    let code = create_code(&server, &alice, "laptop").await;
+    let body = start_body(
+        &code,
+        Some(&fixture("swtpm-ek-rsa-untrusted-ca.der")),
+        &fixture("swtpm-ek-public.bin"),
+        &fixture("ak-ecc-public.bin"),
+    );
+    let (status, started) = start(&server, &body).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+
+    // A wrong secret too: the device is recorded at software, with no TPM evidence.
+    let finish = wrong_answer(&started);
+    let (status, finished) = post_enrollment(&server, routes::API_ENROLL_FINISH, &finish).await;
+    assert_eq!(status, StatusCode::OK, "{finished}");
+    assert_eq!(finished["assurance"], json!("software"));
+    let devices = server.store().list_devices(None).unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].assurance, devbound::store::Assurance::Software);
+    assert_eq!(devices[0].ek_certificate_sha256, None);
+    assert!(devices[0].ak_name.is_empty());
+
+    // Spent challenges are still refused, and a key that is not P-256 is still refused.
+    let (status, replayed) = post_enrollment(&server, routes::API_ENROLL_FINISH, &finish).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(replayed["reason"], json!("unknown_challenge"));
+    let code = create_code(&server, &alice, "laptop").await;
+    let (_, started) = start(&server, &genuine(&code, &fixture("ak-ecc-public.bin"))).await;
+    let mut finish = wrong_answer(&started);
+    finish["key_public"] = json!(base64url::encode(fixture("ak-rsa-public.bin")));
+    let (status, refused) = post_enrollment(&server, routes::API_ENROLL_FINISH, &finish).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["reason"], json!("wrong_secret"));
+    assert_eq!(server.store().list_devices(None).unwrap().len(), 1);
+}

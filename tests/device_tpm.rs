@@ -398,3 +398,56 @@ async fn a_session_key_swapped_after_certification_is_refused() {
     assert_eq!(session.assurance, Assurance::Tpm);
     device.into_signer().close();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tpm_from_an_untrusted_ca_is_refused_or_enrolled_only_at_software() {
+    let Some((tcti, _)) = swtpm() else { return };
+    let _lock = TPM_LOCK.lock().await;
+    // The fixtures' CA did not sign this run's swtpm EK certificate.
+    let untrusted = support::devices::fixture_trust_dir();
+    let server = server_trusting(untrusted.clone()).await;
+    let owner = server.bound_client("dave", Algorithm::Es256).await;
+    let code = create_code(&server, &owner, "build box").await;
+    let state = tempfile::tempdir().unwrap();
+    let cert = state.path().join("server.pem");
+    std::fs::write(&cert, &server.cert_pem).unwrap();
+    let enroll = |code: &str, url: &str| {
+        Command::new(BINARY)
+            .args(["device", "enroll", "--server", url, "--tcti", &tcti])
+            .args(["--code", code, "--ca-cert"])
+            .arg(&cert)
+            .arg("--state-dir")
+            .arg(state.path().join("device"))
+            .env("TSS2_LOG", "all+NONE")
+            .output()
+            .unwrap()
+    };
+    let output = enroll(&code, server.url());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("enrollment_refused"), "{stderr}");
+    assert!(server.store().list_devices(None).unwrap().is_empty());
+
+    let options = devbound::config::ServeOptions {
+        tpm_trust_dir: Some(untrusted),
+        tpm_software_fallback: Some(true),
+        ..Default::default()
+    };
+    let server = TestServer::start(options, false).await;
+    std::fs::write(&cert, &server.cert_pem).unwrap();
+    let owner = server.bound_client("dave", Algorithm::Es256).await;
+    let code = create_code(&server, &owner, "build box").await;
+    let printed = check(&enroll(&code, server.url()));
+    assert!(printed.contains("at assurance software"), "{printed}");
+    let devices = server.store().list_devices(None).unwrap();
+    assert_eq!(devices[0].assurance, Assurance::Software);
+
+    // Its session is bound to the TPM key but stays software, so the tpm route refuses it.
+    let printed = check(&device(
+        &["refresh", "--get", routes::API_ATTESTED],
+        &state.path().join("device"),
+        &tcti,
+    ));
+    assert!(printed.contains("403 {"), "{printed}");
+    assert!(printed.contains("insufficient_assurance"), "{printed}");
+}

@@ -357,11 +357,7 @@ pub async fn enroll_start(
         ek_public: &ek_public,
         ak_public: &ak_public,
     };
-    let started = {
-        let mut rng = rand::thread_rng();
-        tpm::start_enrollment(&state.enrollment, request, now, &mut rng)
-    };
-    let started = match started {
+    let (started, untrusted) = match start_or_fall_back(&state, request, now) {
         Ok(started) => started,
         Err(error) => return enrollment_refused(&state, "start", &code.user_id, &error),
     };
@@ -369,6 +365,7 @@ pub async fn enroll_start(
         challenge: started.challenge,
         user_id: code.user_id,
         device_name: code.device_name,
+        untrusted,
     };
     if let Err(error) =
         store_and_sync(&state, |store| store.insert_pending_enrollment(&pending)).await
@@ -379,7 +376,8 @@ pub async fn enroll_start(
         target: "security",
         user = %pending.user_id,
         ak_name = %hex::encode(&pending.challenge.ak_name),
-        "device enrollment started: EK certificate trusted, credential issued"
+        untrusted = pending.untrusted.as_deref().unwrap_or("-"),
+        "device enrollment started; credential issued"
     );
     let response = wire::StartResponse {
         challenge_id: pending.challenge.id.clone(),
@@ -429,17 +427,17 @@ pub async fn enroll_finish(
         response,
         now,
     );
-    let (pending, enrollment) = match (pending, enrollment) {
-        (Some(pending), Ok(enrollment)) => (pending, enrollment),
-        (_, Err(error)) => return enrollment_refused(&state, "finish", &user_id, &error),
-        (None, Ok(_)) => {
-            return enrollment_refused(&state, "finish", &user_id, &TpmError::UnknownChallenge);
-        }
+    let Some(pending) = pending else {
+        let error = enrollment.err().unwrap_or(TpmError::UnknownChallenge);
+        return enrollment_refused(&state, "finish", &user_id, &error);
     };
 
     let (device, sign_in) = {
         let mut rng = rand::thread_rng();
-        let device = device::enrolled_device(&pending, enrollment, now, &mut rng);
+        let device = match device_for(&state, &pending, enrollment, &key_public, now, &mut rng) {
+            Ok(device) => device,
+            Err(error) => return enrollment_refused(&state, "finish", &user_id, &error),
+        };
         let sign_in = device::begin_device_session(&state.policy, &device, now, &mut rng);
         (device, sign_in)
     };
@@ -464,7 +462,7 @@ pub async fn enroll_finish(
         assurance = device.assurance.name(),
         ak_name = %hex::encode(&device.ak_name),
         session = %sign_in.session.id,
-        "device enrolled; DBSC registration offered for its certified key"
+        "device enrolled; DBSC registration offered for its session key"
     );
     state.audit(&Event::allowed(
         format!("user:{}", device.owner_id),
@@ -492,6 +490,60 @@ pub async fn enroll_finish(
         }),
     )
         .into_response()
+}
+
+/// Runs the `tpm` checks of the start request. When they fail and policy allows, starts an
+/// enrollment that can only end at `software`, and returns the reason it is untrusted.
+fn start_or_fall_back(
+    state: &AppState,
+    request: EnrollmentRequest<'_>,
+    now: UnixTime,
+) -> Result<(tpm::EnrollmentStart, Option<String>), TpmError> {
+    let mut rng = rand::thread_rng();
+    let error = match tpm::start_enrollment(&state.enrollment, request, now, &mut rng) {
+        Ok(started) => return Ok((started, None)),
+        Err(error) => error,
+    };
+    if !(state.software_fallback && error.is_evidence()) {
+        return Err(error);
+    }
+    // MakeCredential needs an RSA EK and a parseable AK; without them the device is refused.
+    let started = tpm::start_untrusted_enrollment(&state.enrollment, request, now, &mut rng)
+        .map_err(|_| error.clone())?;
+    Ok((started, Some(error.reason().to_owned())))
+}
+
+/// Builds the device record a finished enrollment yields: `tpm` only if every check of both
+/// requests passed, `software` if one failed and policy allows it, and otherwise the error.
+fn device_for(
+    state: &AppState,
+    pending: &PendingEnrollment,
+    enrollment: Result<tpm::TpmEnrollment, TpmError>,
+    key_public: &[u8],
+    now: UnixTime,
+    rng: &mut (impl rand::RngCore + rand::CryptoRng),
+) -> Result<DeviceRecord, TpmError> {
+    let (session_key, reason) = match enrollment {
+        Ok(enrollment) if pending.untrusted.is_none() => {
+            return Ok(device::enrolled_device(pending, enrollment, now, rng));
+        }
+        Ok(enrollment) => (enrollment.session_key, pending.untrusted.clone()),
+        Err(error) if state.software_fallback && error.is_evidence() => {
+            // The key must still be a P-256 key: the DBSC registration proves possession of it.
+            let key = tpm::TpmPublic::from_tpm2b(key_public)
+                .and_then(|public| public.p256_jwk())
+                .map_err(|_| error.clone())?;
+            (key, Some(error.reason().to_owned()))
+        }
+        Err(error) => return Err(error),
+    };
+    tracing::info!(
+        target: "security",
+        user = %pending.user_id,
+        reason = reason.as_deref().unwrap_or("-"),
+        "device failed a TPM check; enrolling it at assurance software as configured"
+    );
+    Ok(device::software_device(pending, session_key, now, rng))
 }
 
 // ---- The operator's API -------------------------------------------------------------------
