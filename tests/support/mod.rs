@@ -2,4 +2,5 @@
 
 pub mod chromium;
 pub mod dbsc;
+pub mod devices;
 pub mod server;
