@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{AuditCommand, DataDir, SessionCommand, UserCommand};
+use super::{AuditCommand, DataDir, ListFilter, SessionCommand, UserCommand};
 use crate::account;
 use crate::audit::{self, Event};
 use crate::clock::{Clock, SystemClock};
@@ -20,7 +20,7 @@ use crate::http::{
 };
 use crate::store::{AuditEntry, SessionState, SledStore, Store, StoreError, Update};
 
-enum Backend {
+pub(super) enum Backend {
     Direct(SledStore),
     Remote {
         http: reqwest::Client,
@@ -74,7 +74,7 @@ pub async fn user(command: UserCommand) -> Result<(), String> {
 
 pub async fn session(command: SessionCommand) -> Result<(), String> {
     match command {
-        SessionCommand::List { user, json, data } => {
+        SessionCommand::List(ListFilter { user, json, data }) => {
             let sessions = list_sessions(&open(&data)?, user.as_deref()).await?;
             if json {
                 println!(
@@ -121,7 +121,7 @@ fn open_or_create(data: &DataDir) -> Result<Backend, String> {
     connect(dir)
 }
 
-fn open(data: &DataDir) -> Result<Backend, String> {
+pub(super) fn open(data: &DataDir) -> Result<Backend, String> {
     let dir = &data.data_dir;
     if !dir.join("db").exists() {
         return Err(format!(
@@ -164,7 +164,7 @@ fn remote(dir: &Path) -> Result<Backend, String> {
     })
 }
 
-async fn remote_call(
+pub(super) async fn remote_call(
     backend: &Backend,
     method: reqwest::Method,
     path: &str,
@@ -251,19 +251,25 @@ async fn add_user(backend: &Backend, name: &str, password: &str) -> Result<(), S
     Ok(())
 }
 
+/// Finds the id of the user named `name`, if a name is given.
+pub(super) fn user_id_by_name(
+    store: &SledStore,
+    name: Option<&str>,
+) -> Result<Option<String>, String> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let user = store
+        .find_user_by_name(name)
+        .map_err(|error| error.to_string())?
+        .ok_or_else(|| format!("no user named {name:?}"))?;
+    Ok(Some(user.id))
+}
+
 async fn list_sessions(backend: &Backend, user: Option<&str>) -> Result<Value, String> {
     match backend {
         Backend::Direct(store) => {
-            let user_id = match user {
-                Some(name) => Some(
-                    store
-                        .find_user_by_name(name)
-                        .map_err(|error| error.to_string())?
-                        .ok_or_else(|| format!("no user named {name:?}"))?
-                        .id,
-                ),
-                None => None,
-            };
+            let user_id = user_id_by_name(store, user)?;
             let sessions = store
                 .list_sessions(user_id.as_deref())
                 .map_err(|error| error.to_string())?;
@@ -320,7 +326,7 @@ async fn revoke_session(backend: &Backend, id: &str) -> Result<(), String> {
     }
 }
 
-fn append_audit(store: &SledStore, event: &Event) -> Result<(), String> {
+pub(super) fn append_audit(store: &SledStore, event: &Event) -> Result<(), String> {
     let now = SystemClock.now();
     store
         .append_audit(&mut |previous| audit::seal(previous, now, event))

@@ -4,7 +4,11 @@
 //! does, and its proof builders are public so that tests can send proofs a browser never would.
 
 mod dbsc;
+#[cfg(feature = "tpm")]
+pub mod device;
 mod key;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 
 pub use dbsc::{ClientError, DbscClient, RefreshOutcome};
 pub use key::{ProofSigner, SessionKey, sign_jws};

@@ -99,7 +99,8 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let passkeys = RelyingParty::new(config.passkeys.clone(), &config.policy.origin)?;
     let state = AppState::new(shared, config.policy.clone(), clock, admin_token, passkeys)
-        .with_enrollment(enrollment_policy(&config));
+        .with_enrollment(enrollment_policy(&config))
+        .with_software_fallback(config.tpm_software_fallback);
     let handle = Handle::new();
     listener
         .set_nonblocking(true)

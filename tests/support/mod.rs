@@ -2,6 +2,7 @@
 
 pub mod chromium;
 pub mod dbsc;
+pub mod devices;
 pub mod passkeys;
 pub mod server;
 pub mod webauthn;
