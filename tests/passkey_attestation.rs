@@ -238,7 +238,7 @@ fn metadata_blob(root: &TestCa, status: &str, signer: &TestCa) -> String {
     format!("{signing_input}.{}", base64url::encode(signature.as_ref()))
 }
 
-/// A directory with the vendor's BLOB and the metadata root, and the options naming them.
+/// Writes a BLOB and the metadata root to a new directory and returns options naming them.
 fn blob_options(blob: &str, root: &TestCa, attestation: &str) -> (ServeOptions, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("blob.jwt"), blob).unwrap();
