@@ -10,6 +10,11 @@ if ! command -v cc >/dev/null; then
     apt-get update
     apt-get install -y --no-install-recommends build-essential
 fi
+# webauthn-rs-core verifies attestation certificates with OpenSSL.
+if ! dpkg -s libssl-dev pkg-config >/dev/null 2>&1; then
+    apt-get update
+    apt-get install -y --no-install-recommends libssl-dev pkg-config
+fi
 scripts/install-chromium.sh
 scripts/swtpm.sh install
 

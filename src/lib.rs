@@ -22,6 +22,7 @@ pub mod dbsc;
 pub mod device;
 pub mod http;
 pub mod metrics;
+pub mod passkey;
 pub mod store;
 pub mod tls;
 pub mod tpm;

@@ -3,4 +3,6 @@
 pub mod chromium;
 pub mod dbsc;
 pub mod devices;
+pub mod passkeys;
 pub mod server;
+pub mod webauthn;
