@@ -193,6 +193,42 @@ async fn remove_demands_step_up_and_returns() {
 }
 
 #[tokio::test]
+async fn rename_trims_and_rejects_unknown() {
+    let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
+    let client = sign_in_bound(&server, &mut authenticator).await;
+    let id = authenticator.credential_id_b64();
+    let rename = |name: &'static str, id: &str| {
+        support::dbsc::http(&server)
+            .post(format!(
+                "{}{}",
+                server.url(),
+                routes::with_id(routes::PASSKEY_RENAME, id)
+            ))
+            .header(reqwest::header::COOKIE, client.cookie_header())
+            .form(&[("name", name)])
+            .send()
+    };
+
+    let renamed = rename("  Work laptop  ", &id).await.unwrap();
+    assert_eq!(renamed.status(), StatusCode::SEE_OTHER);
+    let stored_name = server.store().find_passkey(&id).unwrap().unwrap().name;
+    assert_eq!(stored_name, "Work laptop");
+
+    let empty = rename("   ", &id).await.unwrap();
+    assert_eq!(empty.status(), StatusCode::BAD_REQUEST);
+    let unknown = rename("Other", "bm90LW1pbmU").await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    let page = client
+        .get(routes::PASSKEYS)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Work laptop"), "{page}");
+}
+
+#[tokio::test]
 async fn step_up_rejects_foreign_return_to() {
     let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
     let client = sign_in_bound(&server, &mut authenticator).await;
