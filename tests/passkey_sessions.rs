@@ -286,6 +286,28 @@ async fn adding_second_passkey_demands_step_up() {
     assert_eq!(body["error"], "step_up_required");
 }
 
+/// An enrollment code lets a machine join the account, so a passkey holder must have proved the
+/// session recently to make one.
+#[tokio::test]
+async fn enrollment_code_demands_step_up() {
+    let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
+    let client = sign_in_bound(&server, &mut authenticator).await;
+    let request = json!({ "name": "build box" });
+
+    let (fresh, body) = post_json(&server, &client, routes::API_DEVICE_CODES, &request).await;
+    assert_eq!(fresh, StatusCode::CREATED, "{body}");
+
+    server.advance(server.server.state.passkeys.settings.step_up_max_age + 1);
+    let (stale, body) = post_json(&server, &client, routes::API_DEVICE_CODES, &request).await;
+    assert_eq!(stale, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "step_up_required");
+
+    let (proved, body) = step_up(&server, &client, &mut authenticator, routes::DEVICES).await;
+    assert_eq!(proved, StatusCode::OK, "step-up: {body}");
+    let (again, body) = post_json(&server, &client, routes::API_DEVICE_CODES, &request).await;
+    assert_eq!(again, StatusCode::CREATED, "{body}");
+}
+
 /// A counter that does not advance is rejected by default and flags the passkey.
 #[tokio::test]
 async fn counter_regression_is_rejected_and_flagged() {
