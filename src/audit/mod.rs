@@ -8,6 +8,8 @@
 //! The hash input is a fixed binary layout rather than JSON, so that it does not depend on how a
 //! serializer orders or escapes fields.
 
+pub mod limit;
+
 use sha2::{Digest, Sha256};
 
 use crate::clock::UnixTime;
