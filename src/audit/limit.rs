@@ -1,17 +1,18 @@
-//! A cap on how many refused decisions the audit log records per minute.
+//! A cap on how many refused anonymous requests the audit log records per minute.
 //!
 //! Anyone can send requests that are refused (a guessed enrollment code, a bad password, a
 //! forged proof), and each refusal would otherwise add an entry that is never deleted. Above
-//! the cap, refusals are counted instead, and one entry records how many were left out.
+//! the cap, such refusals are counted instead, and one entry records how many were left out.
+//! Refusals of signed-in sessions and known users are always recorded.
 
 use crate::clock::UnixTime;
 
-/// Most refused decisions recorded in one minute.
+/// Maximum anonymous refusals recorded in one minute.
 pub const MAX_REFUSALS_PER_MINUTE: u32 = 60;
 /// Length of a counting window, in seconds.
 const WINDOW_SECONDS: UnixTime = 60;
 
-/// What to do with a refused decision.
+/// The decision whether to record a refused request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     /// Record it. `suppressed` refusals of earlier windows were left out and not yet reported.

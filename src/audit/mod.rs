@@ -79,6 +79,12 @@ impl Event {
             ..Self::allowed(actor, action, target)
         }
     }
+
+    /// Checks whether the actor is an unidentified peer (`peer`, `device` or `user:-`), whom
+    /// the audit log's refusal cap applies to.
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self.actor.as_str(), "peer" | "device" | "user:-")
+    }
 }
 
 /// Builds the entry that follows `previous` (or starts the log) for `event` at `at`.

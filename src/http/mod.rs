@@ -88,16 +88,17 @@ impl AppState {
 impl AppState {
     /// Appends a security decision to the audit log.
     ///
-    /// Refusals beyond [`MAX_REFUSALS_PER_MINUTE`](crate::audit::limit::MAX_REFUSALS_PER_MINUTE)
-    /// are counted instead, and the next refusal recorded is preceded by an `audit.suppressed`
-    /// entry with the count. A failed append is logged at `error` and does not change the
+    /// Refusals of anonymous requests beyond
+    /// [`MAX_REFUSALS_PER_MINUTE`](crate::audit::limit::MAX_REFUSALS_PER_MINUTE) are counted
+    /// instead, and the next such refusal recorded is preceded by an `audit.suppressed` entry
+    /// with the count. A failed append is logged at `error` and does not change the
     /// answer: the decision was already made and stored, and the operator must fix the database
     /// either way.
     pub fn audit(&self, event: &crate::audit::Event) {
         use crate::audit::limit::Admission;
 
         let at = self.clock.now();
-        if event.outcome == crate::audit::Outcome::Refused {
+        if event.outcome == crate::audit::Outcome::Refused && event.is_anonymous() {
             let admission = match self.refusals.lock() {
                 Ok(mut limiter) => limiter.admit(at),
                 Err(_) => Admission::Record { suppressed: 0 },
