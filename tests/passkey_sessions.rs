@@ -269,6 +269,38 @@ async fn stale_passkey_binding_demands_reproof() {
 }
 
 #[tokio::test]
+async fn stale_passkey_binding_demands_reproof_in_api() {
+    let options = ServeOptions {
+        passkey_freshness: Some("2m".into()),
+        ..ServeOptions::default()
+    };
+    let (server, mut authenticator) = with_passkey(options).await;
+    let client = sign_in_bound(&server, &mut authenticator).await;
+    let sessions = client.get(routes::API_SESSIONS).await.unwrap();
+    assert_eq!(sessions.status(), StatusCode::OK);
+
+    server.advance(121);
+    let stale = client.get(routes::API_SESSIONS).await.unwrap();
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = stale.json().await.unwrap();
+    assert_eq!(body["error"], "step_up_required");
+    assert_eq!(body["step_up_url"], "/passkeys/step-up?return_to=%2Fapp");
+    let (status, body) = post_json(
+        &server,
+        &client,
+        routes::API_DEVICE_CODES,
+        &json!({ "name": "laptop" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "code created: {body}");
+
+    let (status, _) = step_up(&server, &client, &mut authenticator, routes::APP).await;
+    assert_eq!(status, StatusCode::OK);
+    let sessions = client.get(routes::API_SESSIONS).await.unwrap();
+    assert_eq!(sessions.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn adding_second_passkey_demands_step_up() {
     let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
     let client = sign_in_bound(&server, &mut authenticator).await;
