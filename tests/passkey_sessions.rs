@@ -192,6 +192,25 @@ async fn remove_demands_step_up_and_returns() {
     );
 }
 
+/// Removing a lost passkey ends the other sessions it signed in, but not the one removing it.
+#[tokio::test]
+async fn removing_passkey_ends_its_other_sessions() {
+    let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
+    let mut thief = sign_in_bound(&server, &mut authenticator).await;
+    let mut owner = sign_in_bound(&server, &mut authenticator).await;
+    let remove = routes::with_id(routes::PASSKEY_REMOVE, &authenticator.credential_id_b64());
+
+    let removed = owner.post(&remove).await.unwrap();
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(removed.headers()["location"], routes::PASSKEYS);
+
+    assert_eq!(thief.refresh().await.unwrap(), RefreshOutcome::Terminated);
+    assert!(matches!(
+        owner.refresh().await.unwrap(),
+        RefreshOutcome::Renewed { .. }
+    ));
+}
+
 #[tokio::test]
 async fn rename_trims_and_rejects_unknown() {
     let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;

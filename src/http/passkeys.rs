@@ -17,7 +17,7 @@ use super::{AppState, passkey_views, routes};
 use crate::audit::Event;
 use crate::crypto::base64url;
 use crate::passkey::{Asserted, PasskeyError};
-use crate::store::{CeremonyPurpose, CeremonyRecord, PasskeyRecord, StoreError};
+use crate::store::{CeremonyPurpose, CeremonyRecord, PasskeyRecord, SessionState, StoreError};
 
 /// Maximum length of a passkey name, in characters.
 const MAX_NAME_CHARS: usize = 64;
@@ -437,24 +437,59 @@ pub async fn remove(
         return response;
     }
     match own_passkey(&state, &current, &id) {
-        Ok(Some(passkey)) => match delete(&state, &passkey).await {
-            Ok(()) => Redirect::to(routes::PASSKEYS).into_response(),
-            Err(error) => internal_error("passkey_remove", &error),
-        },
+        Ok(Some(passkey)) => {
+            match delete(&state, &passkey, &current.session.record.id, now).await {
+                Ok(()) => Redirect::to(routes::PASSKEYS).into_response(),
+                Err(error) => internal_error("passkey_remove", &error),
+            }
+        }
         Ok(None) => passkeys_notice(&state, &current, "That passkey does not exist."),
         Err(error) => internal_error("passkey_remove", &error),
     }
 }
 
-async fn delete(state: &AppState, passkey: &PasskeyRecord) -> Result<(), StoreError> {
+/// Removes a passkey and ends the user's other live sessions that it proved, so that a session
+/// taken with a lost or stolen passkey stops when its owner removes the passkey. The session
+/// making the request stays: its owner has just proved it with step-up.
+async fn delete(
+    state: &AppState,
+    passkey: &PasskeyRecord,
+    current_session_id: &str,
+    now: u64,
+) -> Result<(), StoreError> {
     state.store.delete_passkey(&passkey.id)?;
     state.store.sync().await?;
     tracing::info!(target: "security", passkey = %passkey.id, user = %passkey.user_id, "passkey removed");
+    let actor = format!("user:{}", passkey.user_id);
     state.audit(&Event::allowed(
-        format!("user:{}", passkey.user_id),
+        actor.clone(),
         "passkey.remove",
         format!("passkey:{}", passkey.id),
     ));
+
+    let proved_by_passkey = state
+        .store
+        .list_sessions(Some(&passkey.user_id))?
+        .into_iter()
+        .filter(|session| session.id != current_session_id && session.is_live(now))
+        .filter(|session| session.passkey_id.as_deref() == Some(passkey.id.as_str()));
+    for session in proved_by_passkey {
+        let revoked = SessionState::Revoked {
+            at: now,
+            by: actor.clone(),
+        };
+        if super::api::end_session(state, &session.id, revoked, now)
+            .await?
+            .is_some()
+        {
+            tracing::info!(target: "security", session = %session.id, passkey = %passkey.id, "session ended with its passkey");
+            state.audit(&Event::allowed(
+                actor.clone(),
+                "session.revoke",
+                format!("session:{}", session.id),
+            ));
+        }
+    }
     Ok(())
 }
 
