@@ -122,11 +122,12 @@ pub enum DeviceCommand {
         /// TPM to use: device:/dev/tpmrm0, or swtpm:host=127.0.0.1,port=2321
         #[arg(long, env = "DEVBOUND_TCTI", default_value = "device:/dev/tpmrm0")]
         tcti: String,
-        /// The one-time enrollment code; read from standard input if omitted
-        #[arg(long)]
+        /// The one-time enrollment code; read from standard input if omitted. Codes are
+        /// base64url, so one may start with `-`
+        #[arg(long, allow_hyphen_values = true)]
         code: Option<String>,
         /// PEM certificate the server's TLS certificate must chain to (for devbound's own
-        /// self-signed certificate, the cert.pem in its data directory)
+        /// self-signed certificate, the tls-cert.pem in its data directory)
         #[arg(long)]
         ca_cert: PathBuf,
         #[command(flatten)]
