@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod account;
+pub mod agent;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod crypto;
 pub mod dbsc;
 pub mod http;
 pub mod metrics;
+pub mod oauth;
 pub mod store;
 pub mod tls;
 pub mod tpm;

@@ -122,7 +122,7 @@ pub async fn end_session(
     )))
 }
 
-fn api_session(
+pub(super) fn api_session(
     state: &AppState,
     headers: &HeaderMap,
     now: u64,

@@ -1,9 +1,11 @@
 //! The HTTP layer: routes, extractors and responses over the protocol modules.
 
 mod admin;
+mod agents;
 mod api;
 mod auth;
 mod dbsc;
+mod oauth;
 mod pages;
 pub mod routes;
 mod server;
@@ -30,6 +32,7 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    pub oauth: Arc<OAuthState>,
     admin_token: Arc<Secret>,
     /// Bounds concurrent Argon2 password checks, each of which takes 19 MiB and tens of
     /// milliseconds of CPU, so that a flood of sign-ins cannot exhaust memory.
@@ -43,8 +46,17 @@ impl AppState {
         clock: Arc<dyn Clock>,
         admin_token: Secret,
     ) -> Self {
+        let oauth = Arc::new(OAuthState {
+            keys: crate::oauth::KeyRing::default(),
+            settings: crate::oauth::Settings {
+                issuer: policy.origin.clone(),
+                // An agent session is fresh for as long as a bound cookie would be.
+                proof_window: policy.cookie_ttl,
+            },
+        });
         Self {
             store,
+            oauth,
             policy: Arc::new(policy),
             metrics: Arc::new(Metrics::new()),
             clock,
@@ -54,6 +66,13 @@ impl AppState {
             )),
         }
     }
+}
+
+/// The token service's signing keys and settings.
+#[derive(Debug)]
+pub struct OAuthState {
+    pub keys: crate::oauth::KeyRing,
+    pub settings: crate::oauth::Settings,
 }
 
 /// Builds the router. Paths come from [`routes`], shared with the client and the tests.
@@ -75,6 +94,40 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::ADMIN_SESSIONS, get(admin::list_sessions))
         .route(routes::ADMIN_SESSION_REVOKE, post(admin::revoke_session))
+        .route(routes::OAUTH_METADATA, get(oauth::metadata))
+        .route(routes::OAUTH_TOKEN, post(oauth::token))
+        .route(
+            routes::OAUTH_DEVICE_AUTHORIZATION,
+            post(oauth::device_authorization),
+        )
+        .route(routes::OAUTH_INTROSPECT, post(oauth::introspect))
+        .route(routes::OAUTH_REVOKE, post(oauth::revoke))
+        .route(routes::OAUTH_JWKS, get(oauth::jwks))
+        .route(
+            routes::DEVICE,
+            get(agents::device_page).post(agents::device_decision),
+        )
+        .route(
+            routes::AGENTS,
+            get(agents::agents_page).post(agents::create_agent_form),
+        )
+        .route(routes::AGENT_STATE, post(agents::agent_state_form))
+        .route(
+            routes::API_AGENTS,
+            get(agents::api_list).post(agents::api_create),
+        )
+        .route(
+            routes::API_AGENT,
+            get(agents::api_get)
+                .patch(agents::api_set_state)
+                .delete(agents::api_revoke),
+        )
+        .route(
+            routes::ADMIN_AGENTS,
+            get(agents::admin_list).post(agents::admin_create),
+        )
+        .route(routes::ADMIN_AGENT_STATE, post(agents::admin_set_state))
+        .route(routes::ADMIN_KEYS_ROTATE, post(agents::admin_rotate_keys))
         .route(routes::HEALTHZ, get(|| async { "ok\n" }))
         .route(routes::METRICS, get(metrics))
         .with_state(state)

@@ -327,7 +327,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
 }
 
 /// Returns the bound session of a page request, or a redirect to the sign-in page.
-fn signed_in(
+pub(super) fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
     now: u64,
@@ -345,7 +345,7 @@ fn signed_in(
     }
 }
 
-fn forbidden_origin(state: &AppState, endpoint: &'static str) -> Response {
+pub(super) fn forbidden_origin(state: &AppState, endpoint: &'static str) -> Response {
     tracing::info!(target: "security", endpoint, "cross-origin form post rejected");
     state.metrics.refuse(endpoint, "cross_origin");
     (

@@ -94,6 +94,11 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
 
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let state = AppState::new(shared, config.policy.clone(), clock, admin_token);
+    state
+        .oauth
+        .keys
+        .load_or_create(state.store.as_ref(), state.clock.now())
+        .map_err(|error| ServeError::Store(StoreError::Database(error.to_string())))?;
     let handle = Handle::new();
     listener
         .set_nonblocking(true)
