@@ -1,7 +1,7 @@
 //! devbound binds sessions to the device that created them.
 //!
 //! Layers, outermost first: [`http`] (axum routers and extractors), the protocol modules
-//! ([`dbsc`], [`account`]), [`store`] (typed records over sled), and [`crypto`] (JOSE and keys).
+//! ([`dbsc`], [`account`], [`tpm`], [`audit`]), [`store`] (typed records over sled), and [`crypto`] (JOSE and keys).
 //! Each layer calls only the ones below it. Protocol functions take the current time and a
 //! random number generator as arguments, so tests run at fixed instants.
 
@@ -13,6 +13,7 @@
 
 pub mod account;
 pub mod agent;
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -1,5 +1,5 @@
-//! The `devbound` binary as an operator runs it: acknowledged writes survive `kill -9`, and
-//! the operator CLI works against a stopped and a running service.
+//! The `devbound` binary as an operator runs it: acknowledged writes survive `kill -9`, the
+//! operator CLI works against a stopped and a running service, and the audit log shows edits.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,6 +11,7 @@ use std::time::Duration;
 use devbound::client::{DbscClient, RefreshOutcome, SessionKey, https_client};
 use devbound::crypto::Algorithm;
 use devbound::http::routes;
+use serde_json::Value;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_devbound");
 const PASSWORD: &str = "durable password";
@@ -67,6 +68,20 @@ impl Service {
         let _ = child.kill();
         let _ = child.wait();
         panic!("devbound serve did not start listening on port {port}");
+    }
+
+    /// Sends SIGTERM and checks that the service exits cleanly.
+    fn terminate(mut self) {
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(terminated.success());
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "devbound exited with {status} after SIGTERM"
+        );
     }
 
     /// Sends SIGKILL: no shutdown code runs, so only durable writes survive.
@@ -246,7 +261,7 @@ async fn sigterm_stops_gracefully_and_metrics_count() {
     );
     assert!(added.status.success());
     let port = free_port();
-    let mut service = Service::start(dir.path(), port).await;
+    let service = Service::start(dir.path(), port).await;
     let mut client = client(
         dir.path(),
         port,
@@ -274,16 +289,7 @@ async fn sigterm_stops_gracefully_and_metrics_count() {
     }
     assert_eq!(client.get(routes::HEALTHZ).await.unwrap().status(), 200);
 
-    let terminated = Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    let status = service.child.wait().unwrap();
-    assert!(
-        status.success(),
-        "devbound exited with {status} after SIGTERM"
-    );
+    service.terminate();
 
     // The database was closed cleanly: the CLI opens it directly now.
     let listed = devbound(&["session", "list", "--json"], dir.path(), None);
@@ -307,5 +313,103 @@ fn cli_rejects_data_dir_without_database() {
         !missing.exists(),
         "listing sessions created {}",
         missing.display()
+    );
+}
+
+/// Returns the standard output of a command that must have succeeded.
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "devbound failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Reads `(action, outcome)` pairs from `devbound audit list --json`.
+fn audit_actions(listing: &str) -> Vec<(String, String)> {
+    listing
+        .lines()
+        .map(|line| {
+            let entry: Value = serde_json::from_str(line).unwrap();
+            let action = entry["action"].as_str().unwrap().to_owned();
+            let outcome = entry["outcome"].as_str().unwrap().to_owned();
+            (action, outcome)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_log_chains_and_finds_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    succeeded(&devbound(
+        &["user", "add", "carol", "--password-stdin"],
+        dir.path(),
+        Some(PASSWORD),
+    ));
+    let port = free_port();
+    let service = Service::start(dir.path(), port).await;
+
+    let mut owner = client(
+        dir.path(),
+        port,
+        SessionKey::generate(Algorithm::Es256).unwrap(),
+    );
+    let session_id = owner
+        .sign_in_and_register("carol", PASSWORD)
+        .await
+        .unwrap()
+        .session_identifier;
+    let mut intruder = client(
+        dir.path(),
+        port,
+        SessionKey::generate(Algorithm::Es256).unwrap(),
+    );
+    assert!(intruder.sign_in("carol", "wrong password").await.is_err());
+    succeeded(&devbound(
+        &["session", "revoke", &session_id],
+        dir.path(),
+        None,
+    ));
+
+    // While the service runs, the CLI reads the log through the admin API.
+    let listing = succeeded(&devbound(&["audit", "list", "--json"], dir.path(), None));
+    let expected = [
+        ("user.create", "allowed"),
+        ("session.sign_in", "allowed"),
+        ("session.bind", "allowed"),
+        ("session.sign_in", "refused"),
+        ("session.revoke", "allowed"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(action, outcome)| ((*action).to_owned(), (*outcome).to_owned()))
+        .collect();
+    assert_eq!(audit_actions(&listing), expected);
+    assert!(!listing.contains(PASSWORD));
+    let verified = succeeded(&devbound(&["audit", "verify"], dir.path(), None));
+    assert!(
+        verified.contains("audit log intact: 5 entries"),
+        "{verified}"
+    );
+    service.terminate();
+
+    // Rewrite the revocation's actor on disk, as someone covering their tracks would.
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let tree = db.open_tree("audit").unwrap();
+        let key = 4_u64.to_be_bytes();
+        let mut entry: Value = serde_json::from_slice(&tree.get(key).unwrap().unwrap()).unwrap();
+        entry["actor"] = Value::from("user:someone-else");
+        tree.insert(key, serde_json::to_vec(&entry).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let tampered = devbound(&["audit", "verify"], dir.path(), None);
+    assert!(!tampered.status.success());
+    let message = String::from_utf8_lossy(&tampered.stderr);
+    assert!(
+        message.contains("entry 4 does not match its own hash"),
+        "{message}"
     );
 }

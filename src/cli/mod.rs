@@ -28,6 +28,9 @@ pub enum Command {
     /// List and revoke sessions as an operator.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Read and check the hash-chained audit log of security decisions.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// The location of the service's state for operator commands. They open the database directly when the
@@ -82,12 +85,34 @@ pub enum SessionCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the newest audit entries, oldest first.
+    List {
+        /// How many of the newest entries to print
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print one JSON object per line
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Check every link of the hash chain and print the latest hash. Keep that hash somewhere
+    /// else: a later run that does not reach it means the log was rewritten.
+    Verify {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
 /// Runs a parsed command and returns the process exit code.
 pub async fn run(cli: Cli) -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(options) => serve::run(*options).await,
         Command::User(command) => operator::user(command).await,
         Command::Session(command) => operator::session(command).await,
+        Command::Audit(command) => operator::audit(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,13 +9,14 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{DataDir, SessionCommand, UserCommand};
+use super::{AuditCommand, DataDir, SessionCommand, UserCommand};
 use crate::account;
+use crate::audit::{self, Event};
 use crate::clock::{Clock, SystemClock};
 use crate::dbsc;
 use crate::http::routes;
 use crate::http::{ADMIN_TOKEN_FILE, SERVER_FILE, ServerInfo, SessionView};
-use crate::store::{SessionState, SledStore, Store, StoreError, Update};
+use crate::store::{AuditEntry, SessionState, SledStore, Store, StoreError, Update};
 
 enum Backend {
     Direct(SledStore),
@@ -194,6 +195,10 @@ async fn add_user(backend: &Backend, name: &str, password: &str) -> Result<(), S
             {
                 return Err(format!("a user named {name:?} exists already"));
             }
+            append_audit(
+                store,
+                &Event::allowed("operator", "user.create", format!("user:{}", user.id)),
+            )?;
             store.flush_now().map_err(|error| error.to_string())?;
         }
         remote => {
@@ -265,6 +270,10 @@ async fn revoke_session(backend: &Backend, id: &str) -> Result<(), String> {
             {
                 return Err("the session changed while revoking it; try again".into());
             }
+            append_audit(
+                store,
+                &Event::allowed("operator", "session.revoke", format!("session:{id}")),
+            )?;
             store.flush_now().map_err(|error| error.to_string())
         }
         remote => {
@@ -274,6 +283,89 @@ async fn revoke_session(backend: &Backend, id: &str) -> Result<(), String> {
                 .map(drop)
         }
     }
+}
+
+fn append_audit(store: &SledStore, event: &Event) -> Result<(), String> {
+    let now = SystemClock.now();
+    store
+        .append_audit(&mut |previous| audit::seal(previous, now, event))
+        .map(drop)
+        .map_err(|error| format!("cannot append to the audit log: {error}"))
+}
+
+/// How many audit entries one admin API page or store read carries.
+const AUDIT_PAGE: usize = 1000;
+
+pub async fn audit(command: AuditCommand) -> Result<(), String> {
+    match command {
+        AuditCommand::List { limit, json, data } => {
+            let backend = open(&data)?;
+            let entries = read_audit(&backend, Some(limit)).await?;
+            for entry in &entries {
+                if json {
+                    println!("{}", serde_json::to_string(entry).unwrap_or_default());
+                } else {
+                    let detail = if entry.detail.is_empty() {
+                        "-"
+                    } else {
+                        &entry.detail
+                    };
+                    println!(
+                        "{:>6} {} {:<8} {:<16} {:<28} {:<36} {detail}",
+                        entry.seq,
+                        crate::http::utc(entry.at),
+                        entry.outcome,
+                        entry.action,
+                        entry.actor,
+                        entry.target,
+                    );
+                }
+            }
+            Ok(())
+        }
+        AuditCommand::Verify { data } => {
+            let backend = open(&data)?;
+            let entries = read_audit(&backend, None).await?;
+            match audit::verify(None, &entries).map_err(|error| error.to_string())? {
+                Some(last) => println!(
+                    "audit log intact: {} entries; latest entry {} has hash {}",
+                    entries.len(),
+                    last.seq,
+                    last.hash
+                ),
+                None => println!("audit log is empty"),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads the audit log, oldest first; with `latest`, only that many of the newest entries.
+async fn read_audit(backend: &Backend, latest: Option<usize>) -> Result<Vec<AuditEntry>, String> {
+    let mut entries: Vec<AuditEntry> = Vec::new();
+    loop {
+        let from = entries.last().map_or(0, |entry| entry.seq + 1);
+        let page = match backend {
+            Backend::Direct(store) => store
+                .list_audit(from, AUDIT_PAGE)
+                .map_err(|error| error.to_string())?,
+            remote => {
+                let path = format!("{}?from={from}&limit={AUDIT_PAGE}", routes::ADMIN_AUDIT);
+                let body = remote_call(remote, reqwest::Method::GET, &path, None).await?;
+                serde_json::from_value(body["entries"].clone())
+                    .map_err(|error| format!("unexpected admin API answer: {error}"))?
+            }
+        };
+        let done = page.len() < AUDIT_PAGE;
+        entries.extend(page);
+        if done {
+            break;
+        }
+    }
+    if let Some(latest) = latest {
+        entries.drain(..entries.len().saturating_sub(latest));
+    }
+    Ok(entries)
 }
 
 fn print_sessions(sessions: &Value) {

@@ -15,6 +15,7 @@ use super::AppState;
 use super::api::{api_error, api_error_store, revoke};
 use super::views::SessionView;
 use crate::account;
+use crate::audit::Event;
 use crate::crypto::secret::constant_time_eq;
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +118,11 @@ pub async fn add_user(
         return api_error_store(&error);
     }
     tracing::info!(target: "security", user = %user.id, name = %user.name, "user created by operator");
+    state.audit(&Event::allowed(
+        "operator",
+        "user.create",
+        format!("user:{}", user.id),
+    ));
     (
         StatusCode::CREATED,
         Json(UserView {
@@ -177,6 +183,33 @@ pub async fn revoke_session(
     match revoke(&state, session, "operator", now).await {
         Ok(revoked) => Json(SessionView::new(&revoked, None)).into_response(),
         Err(response) => response,
+    }
+}
+
+/// Which audit entries to list: `limit` entries from sequence number `from`.
+#[derive(Debug, Deserialize)]
+pub struct AuditPage {
+    #[serde(default)]
+    from: u64,
+    limit: Option<usize>,
+}
+
+/// The most entries one request returns.
+const MAX_AUDIT_PAGE: usize = 1000;
+
+pub async fn list_audit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(page): Query<AuditPage>,
+) -> Response {
+    if let Err(response) = check_admin(&state, peer, &headers) {
+        return response;
+    }
+    let limit = page.limit.unwrap_or(MAX_AUDIT_PAGE).min(MAX_AUDIT_PAGE);
+    match state.store.list_audit(page.from, limit) {
+        Ok(entries) => Json(json!({ "entries": entries })).into_response(),
+        Err(error) => api_error_store(&error),
     }
 }
 

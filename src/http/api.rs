@@ -9,6 +9,7 @@ use serde_json::json;
 use super::AppState;
 use super::auth::{self, AuthError, CurrentSession};
 use super::views::SessionView;
+use crate::audit::Event;
 use crate::dbsc;
 use crate::store::{SessionState, StoreError, Update};
 
@@ -92,6 +93,11 @@ pub async fn revoke(
         .map_err(|error| api_error_store(&error))?
         .ok_or_else(|| api_error(StatusCode::NOT_FOUND, "not_found", "no such session"))?;
     tracing::info!(target: "security", session = %ended.id, user = %ended.user_id, by, "session revoked");
+    state.audit(&Event::allowed(
+        by,
+        "session.revoke",
+        format!("session:{}", ended.id),
+    ));
     Ok(ended)
 }
 

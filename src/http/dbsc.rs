@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::audit::Event;
 use crate::clock::UnixTime;
 use crate::dbsc::{self, DbscError, Issued, SessionInstructions, headers, proof};
 use crate::metrics::Outcome;
@@ -56,11 +57,22 @@ pub async fn register(State(state): State<AppState>, request: HeaderMap) -> Resp
                 assurance = issued.session.assurance.name(),
                 "DBSC session bound"
             );
+            state.audit(&Event::allowed(
+                format!("user:{}", issued.session.user_id),
+                "session.bind",
+                format!("session:{}", issued.session.id),
+            ));
             count(&state, "registration", "bound");
             renewed_response(&state, &issued)
         }
         Err(Failure::Rejected(error)) => {
             tracing::info!(target: "security", reason = error.reason(), %error, "DBSC registration rejected");
+            state.audit(&Event::refused(
+                "peer",
+                "session.bind",
+                "registration",
+                error.reason(),
+            ));
             state.metrics.refuse("registration", error.reason());
             count(&state, "registration", "rejected");
             let code = match error {
@@ -161,6 +173,13 @@ async fn refresh_session(state: &AppState, request: &HeaderMap, now: UnixTime) -
                 "DBSC refresh proof rejected; sending a new challenge"
             );
             state.metrics.refuse("refresh", error.reason());
+            let session_ref = format!("session:{}", session.record.id);
+            state.audit(&Event::refused(
+                session_ref.clone(),
+                "session.refresh",
+                session_ref,
+                error.reason(),
+            ));
             challenge(state, session, now).await
         }
     }

@@ -68,6 +68,22 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Appends a security decision to the audit log.
+    ///
+    /// A failed append is logged at `error` and does not change the answer: the decision was
+    /// already made and stored, and the operator must fix the database either way.
+    pub fn audit(&self, event: &crate::audit::Event) {
+        let at = self.clock.now();
+        let appended = self
+            .store
+            .append_audit(&mut |previous| crate::audit::seal(previous, at, event));
+        if let Err(error) = appended {
+            tracing::error!(action = event.action, %error, "cannot append to the audit log");
+        }
+    }
+}
+
 /// The token service's signing keys and settings.
 #[derive(Debug)]
 pub struct OAuthState {
@@ -128,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::ADMIN_AGENT_STATE, post(agents::admin_set_state))
         .route(routes::ADMIN_KEYS_ROTATE, post(agents::admin_rotate_keys))
+        .route(routes::ADMIN_AUDIT, get(admin::list_audit))
         .route(routes::HEALTHZ, get(|| async { "ok\n" }))
         .route(routes::METRICS, get(metrics))
         .with_state(state)

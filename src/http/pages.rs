@@ -13,6 +13,7 @@ use super::auth::{self, AuthError, CurrentSession};
 use super::routes;
 use super::views::{self, escape, page, utc};
 use crate::account;
+use crate::audit::Event;
 use crate::dbsc::{self, headers};
 use crate::metrics::Outcome;
 use crate::store::{SessionState, StoreError};
@@ -138,6 +139,12 @@ async fn check_password(
         (Ok(Ok(())), Some(user)) => Ok(user),
         (Ok(Err(error)), _) => {
             tracing::info!(target: "security", reason = %error, "password sign-in rejected");
+            state.audit(&Event::refused(
+                "peer",
+                "session.sign_in",
+                "password",
+                "bad_credentials",
+            ));
             state.metrics.refuse("login", "bad_credentials");
             state
                 .metrics
@@ -172,6 +179,11 @@ async fn start_session(state: &AppState, user_id: &str, now: u64) -> Result<Resp
         user = %user_id,
         "password sign-in; DBSC registration offered"
     );
+    state.audit(&Event::allowed(
+        format!("user:{user_id}"),
+        "session.sign_in",
+        format!("session:{}", sign_in.session.id),
+    ));
     let registration = HeaderValue::from_str(&sign_in.registration_header)
         .map_err(|error| StoreError::Database(error.to_string()))?;
     let body = page(
@@ -319,6 +331,11 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
     match ended {
         Ok(Some(ended)) => {
             tracing::info!(target: "security", session = %ended.id, user = %ended.user_id, "signed out");
+            state.audit(&Event::allowed(
+                format!("user:{}", ended.user_id),
+                "session.sign_out",
+                format!("session:{}", ended.id),
+            ));
             (clear, signed_out).into_response()
         }
         Ok(None) => (clear, signed_out).into_response(),

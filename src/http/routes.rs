@@ -13,6 +13,7 @@ pub const API_SESSION: &str = "/api/sessions/{id}";
 pub const ADMIN_USERS: &str = "/admin/users";
 pub const ADMIN_SESSIONS: &str = "/admin/sessions";
 pub const ADMIN_SESSION_REVOKE: &str = "/admin/sessions/{id}/revoke";
+pub const ADMIN_AUDIT: &str = "/admin/audit";
 pub const HEALTHZ: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
 

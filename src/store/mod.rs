@@ -13,8 +13,8 @@ pub use agents::{
 };
 
 pub use records::{
-    Assurance, BoundKey, PendingChallenge, RegistrationChallenge, SessionRecord, SessionState,
-    UserRecord,
+    Assurance, AuditEntry, BoundKey, PendingChallenge, RegistrationChallenge, SessionRecord,
+    SessionState, UserRecord,
 };
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
@@ -82,6 +82,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Makes every write so far durable.
     fn sync(&self) -> SyncFuture;
+
+    // The audit log.
+
+    /// Appends the entry that `seal` builds from the current last entry, so that concurrent
+    /// appends still form one chain. Returns the appended entry.
+    fn append_audit(
+        &self,
+        seal: &mut dyn FnMut(Option<&AuditEntry>) -> AuditEntry,
+    ) -> Result<AuditEntry, StoreError>;
+    /// Lists up to `limit` entries from sequence number `from`, oldest first.
+    fn list_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
     // Agents, device authorization grants, access tokens, DPoP proofs and signing keys.
 

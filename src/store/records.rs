@@ -140,6 +140,22 @@ impl std::fmt::Debug for RegistrationChallenge {
     }
 }
 
+/// One entry of the audit log. `hash` commits to every other field, `prev_hash` to the entry
+/// before; the rules are in [`crate::audit`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at: UnixTime,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// `allowed` or `refused`.
+    pub outcome: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
 /// SHA-256 digests as base64url strings, less than half the size of a JSON array of numbers.
 mod digest {
     use serde::{Deserialize, Deserializer, Serializer};

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::{
-    AgentChange, AgentRecord, DeviceGrantRecord, RegistrationChallenge, SessionRecord,
+    AgentChange, AgentRecord, AuditEntry, DeviceGrantRecord, RegistrationChallenge, SessionRecord,
     SessionState, SigningKeyRecord, Store, StoreError, SyncFuture, TokenRecord, Update,
     UserRecord, Versioned,
 };
@@ -23,6 +23,7 @@ const USER_NAMES: &str = "user_names";
 const SESSIONS: &str = "sessions";
 const USER_SESSIONS: &str = "user_sessions";
 const CHALLENGES: &str = "registration_challenges";
+const AUDIT: &str = "audit";
 const AGENTS: &str = "agents";
 const AGENT_NAMES: &str = "agent_names";
 const AGENT_CHANGES: &str = "agent_changes";
@@ -51,6 +52,10 @@ pub struct SledStore {
     sessions: sled::Tree,
     user_sessions: sled::Tree,
     challenges: sled::Tree,
+    /// Audit entries keyed by big-endian sequence number, so that iteration order is log order.
+    audit: sled::Tree,
+    /// Held while an audit entry is appended: each entry needs the hash of the one before.
+    audit_append: Arc<Mutex<()>>,
     agent_trees: AgentTrees,
     flusher: Arc<Flusher>,
 }
@@ -105,6 +110,8 @@ impl SledStore {
             sessions: tree(SESSIONS)?,
             user_sessions: tree(USER_SESSIONS)?,
             challenges: tree(CHALLENGES)?,
+            audit: tree(AUDIT)?,
+            audit_append: Arc::new(Mutex::new(())),
             agent_trees: AgentTrees {
                 agents: tree(AGENTS)?,
                 agent_names: tree(AGENT_NAMES)?,
@@ -340,6 +347,36 @@ impl Store for SledStore {
                 .map_err(|_| StoreError::Database("flush thread has stopped".into()))?
                 .map_err(StoreError::Database)
         })
+    }
+
+    fn append_audit(
+        &self,
+        seal: &mut dyn FnMut(Option<&AuditEntry>) -> AuditEntry,
+    ) -> Result<AuditEntry, StoreError> {
+        let _appending = self
+            .audit_append
+            .lock()
+            .map_err(|_| StoreError::Database("an audit append panicked".into()))?;
+        let last: Option<AuditEntry> = match self.audit.last().map_err(database)? {
+            Some((key, value)) => Some(decode(&key, &value)?),
+            None => None,
+        };
+        let entry = seal(last.as_ref());
+        self.audit
+            .insert(entry.seq.to_be_bytes(), encode(&entry)?)
+            .map_err(database)?;
+        Ok(entry)
+    }
+
+    fn list_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit
+            .range(from.to_be_bytes()..)
+            .take(limit)
+            .map(|entry| {
+                let (key, value) = entry.map_err(database)?;
+                decode(&key, &value)
+            })
+            .collect()
     }
 
     // Agents, device authorization grants, access tokens, DPoP proofs and signing keys.
