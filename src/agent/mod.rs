@@ -4,6 +4,7 @@
 
 use rand::{CryptoRng, RngCore};
 
+use crate::audit::{self, Event};
 use crate::clock::UnixTime;
 use crate::crypto::Secret;
 use crate::oauth::token_exchange::normalize_resource;
@@ -78,7 +79,9 @@ pub fn register(
     let audiences = new
         .audiences
         .iter()
-        .map(|value| normalize_resource(value).ok_or_else(|| AgentError::InvalidAudience(value.clone())))
+        .map(|value| {
+            normalize_resource(value).ok_or_else(|| AgentError::InvalidAudience(value.clone()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     for scope in &new.scopes {
         check_scope_token(scope)?;
@@ -141,7 +144,7 @@ pub fn set_state(
     Ok(agent)
 }
 
-// TODO: route these changes to the shared audit log once it exists on main.
+/// Stores the change with the agent and appends it to the audit log.
 fn record_change(
     store: &dyn Store,
     agent: &AgentRecord,
@@ -156,6 +159,12 @@ fn record_change(
         action: action.to_owned(),
     };
     store.insert_agent_change(&change)?;
+    let event = Event::allowed(
+        change.by.clone(),
+        agent_action(action),
+        format!("agent:{}", agent.id),
+    );
+    store.append_audit(&mut |previous| audit::seal(previous, now, &event))?;
     tracing::info!(
         target: "security",
         agent = %agent.id,
@@ -165,6 +174,16 @@ fn record_change(
         "agent registry changed"
     );
     Ok(())
+}
+
+/// The audit action name of a registry change.
+fn agent_action(action: &str) -> &'static str {
+    match action {
+        "created" => "agent.create",
+        "suspended" => "agent.suspend",
+        "resumed" => "agent.resume",
+        _ => "agent.revoke",
+    }
 }
 
 fn check_name(name: &str) -> Result<(), AgentError> {

@@ -3,9 +3,11 @@
 //! The DBSC client keeps its session key in memory. It drives the same endpoints a browser
 //! does, and its proof builders are public so that tests can send proofs a browser never would.
 
+mod agent;
 mod dbsc;
 mod key;
 
+pub use agent::{AgentClient, DeviceAuthorization, ExchangeParams, Poll, TokenResponse};
 pub use dbsc::{ClientError, DbscClient, RefreshOutcome};
 pub use key::{SessionKey, sign_jws};
 

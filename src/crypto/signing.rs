@@ -41,8 +41,9 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Generates a new key and returns it with its PKCS#8 v1 encoding for storage.
     pub fn generate() -> Result<(Self, Vec<u8>), SigningError> {
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .map_err(|_| SigningError::Generate)?;
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(|_| SigningError::Generate)?;
         let bytes = pkcs8.as_ref().to_vec();
         Ok((Self::from_pkcs8(&bytes)?, bytes))
     }
@@ -86,7 +87,11 @@ impl SigningKey {
     }
 
     /// Signs a compact JWS with this key: the header gets `alg: ES256` and this key's `kid`.
-    pub fn sign_jws(&self, typ: &str, claims: &impl serde::Serialize) -> Result<String, SigningError> {
+    pub fn sign_jws(
+        &self,
+        typ: &str,
+        claims: &impl serde::Serialize,
+    ) -> Result<String, SigningError> {
         let header = json!({ "alg": "ES256", "typ": typ, "kid": self.kid });
         let claims = serde_json::to_vec(claims).map_err(|_| SigningError::Sign)?;
         let signing_input = format!(

@@ -215,7 +215,11 @@ pub async fn list_audit(
 
 /// Admits a request from a loopback address that carries the admin token. The admin API shares
 /// the public listener, so a peer elsewhere is rejected whatever token it sends.
-pub(super) fn check_admin(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Response> {
+pub(super) fn check_admin(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
     if !peer.ip().is_loopback() {
         tracing::info!(target: "security", %peer, "admin API request from a non-loopback address");
         state.metrics.refuse("admin", "not_loopback");

@@ -98,7 +98,11 @@ pub async fn api_create(
         Err(response) => return response,
     };
     let Ok(Json(new)) = body else {
-        return json_error(StatusCode::BAD_REQUEST, "invalid_request", "body is not a valid agent");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "body is not a valid agent",
+        );
     };
     let by = ChangedBy::Owner(&current.user.id);
     match register(&state, &current.user.id, new.into(), by).await {
@@ -116,11 +120,15 @@ pub async fn api_get(
         Ok(current) => current,
         Err(response) => return response,
     };
-    let found = agent::find_managed(state.store.as_ref(), &id, ChangedBy::Owner(&current.user.id))
-        .and_then(|agent| {
-            let changes = state.store.list_agent_changes(&agent.id)?;
-            Ok(json!({ "agent": agent, "changes": changes }))
-        });
+    let found = agent::find_managed(
+        state.store.as_ref(),
+        &id,
+        ChangedBy::Owner(&current.user.id),
+    )
+    .and_then(|agent| {
+        let changes = state.store.list_agent_changes(&agent.id)?;
+        Ok(json!({ "agent": agent, "changes": changes }))
+    });
     match found {
         Ok(view) => Json(view).into_response(),
         Err(error) => agent_error(error),
@@ -139,9 +147,19 @@ pub async fn api_set_state(
         Err(response) => return response,
     };
     let Ok(Json(change)) = body else {
-        return json_error(StatusCode::BAD_REQUEST, "invalid_request", "body needs a state");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "body needs a state",
+        );
     };
-    change_state(&state, &id, change.state, ChangedBy::Owner(&current.user.id)).await
+    change_state(
+        &state,
+        &id,
+        change.state,
+        ChangedBy::Owner(&current.user.id),
+    )
+    .await
 }
 
 pub async fn api_revoke(
@@ -154,7 +172,13 @@ pub async fn api_revoke(
         Ok(current) => current,
         Err(response) => return response,
     };
-    change_state(&state, &id, AgentState::Revoked, ChangedBy::Owner(&current.user.id)).await
+    change_state(
+        &state,
+        &id,
+        AgentState::Revoked,
+        ChangedBy::Owner(&current.user.id),
+    )
+    .await
 }
 
 // Admin API for operators.
@@ -193,12 +217,26 @@ pub async fn admin_create(
         return response;
     }
     let Ok(Json(new)) = body else {
-        return json_error(StatusCode::BAD_REQUEST, "invalid_request", "body is not a valid agent");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "body is not a valid agent",
+        );
     };
-    let owner = match new.owner.as_deref().map(|name| state.store.find_user_by_name(name)) {
+    let owner = match new
+        .owner
+        .as_deref()
+        .map(|name| state.store.find_user_by_name(name))
+    {
         Some(Ok(Some(owner))) => owner,
         Some(Err(error)) => return agent_error(AgentError::Store(error)),
-        _ => return json_error(StatusCode::BAD_REQUEST, "invalid_request", "owner is not a known user name"),
+        _ => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "owner is not a known user name",
+            );
+        }
     };
     match register(&state, &owner.id, new.into(), ChangedBy::Operator).await {
         Ok(agent) => (StatusCode::CREATED, Json(agent)).into_response(),
@@ -217,7 +255,11 @@ pub async fn admin_set_state(
         return response;
     }
     let Ok(Json(change)) = body else {
-        return json_error(StatusCode::BAD_REQUEST, "invalid_request", "body needs a state");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "body needs a state",
+        );
     };
     change_state(&state, &id, change.state, ChangedBy::Operator).await
 }
@@ -239,7 +281,11 @@ pub async fn admin_rotate_keys(
         }
         Err(error) => {
             tracing::error!(%error, "signing key rotation failed");
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "key rotation failed")
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "key rotation failed",
+            )
         }
     }
 }
@@ -274,11 +320,22 @@ pub async fn create_agent_form(
     };
     let new = NewAgent {
         name: form.name,
-        audiences: form.audiences.split_whitespace().map(str::to_owned).collect(),
+        audiences: form
+            .audiences
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
         scopes: form.scopes.split_whitespace().map(str::to_owned).collect(),
         required_assurance: form.required_assurance,
     };
-    match register(&state, &current.user.id, new, ChangedBy::Owner(&current.user.id)).await {
+    match register(
+        &state,
+        &current.user.id,
+        new,
+        ChangedBy::Owner(&current.user.id),
+    )
+    .await
+    {
         Ok(_) => Redirect::to(routes::AGENTS).into_response(),
         Err(AgentError::Store(error)) => internal_error("agents", &error),
         Err(error) => notice_page(StatusCode::BAD_REQUEST, &error.to_string()),
@@ -301,7 +358,13 @@ pub async fn agent_state_form(
     let Ok(Form(change)) = form else {
         return notice_page(StatusCode::BAD_REQUEST, "The form needs a state.");
     };
-    let response = change_state(&state, &id, change.state, ChangedBy::Owner(&current.user.id)).await;
+    let response = change_state(
+        &state,
+        &id,
+        change.state,
+        ChangedBy::Owner(&current.user.id),
+    )
+    .await;
     if response.status().is_success() {
         return Redirect::to(routes::AGENTS).into_response();
     }
@@ -322,8 +385,8 @@ pub async fn device_page(
     let Some(typed) = query.user_code.filter(|code| !code.is_empty()) else {
         return page_response("Connect an agent", &user_code_form(""));
     };
-    let found = device_grant::find_by_user_code(state.store.as_ref(), &typed, now)
-        .and_then(|grant| {
+    let found =
+        device_grant::find_by_user_code(state.store.as_ref(), &typed, now).and_then(|grant| {
             let agent = state
                 .store
                 .find_agent(&grant.record.agent_id)?
@@ -332,9 +395,10 @@ pub async fn device_page(
             Ok((grant.record, agent))
         });
     match found {
-        Ok((grant, agent)) if grant.status == DeviceGrantStatus::Pending => {
-            page_response("Connect an agent", &confirm_body(&typed, &agent, &grant.scope))
-        }
+        Ok((grant, agent)) if grant.status == DeviceGrantStatus::Pending => page_response(
+            "Connect an agent",
+            &confirm_body(&typed, &agent, &grant.scope),
+        ),
         Ok(_) | Err(_) => notice_page(
             StatusCode::NOT_FOUND,
             "This code is unknown, expired or already used, or belongs to an agent you do not own.",
@@ -357,10 +421,19 @@ pub async fn device_decision(
         Err(response) => return response,
     };
     let Ok(Form(form)) = form else {
-        return notice_page(StatusCode::BAD_REQUEST, "The form needs a user code and a decision.");
+        return notice_page(
+            StatusCode::BAD_REQUEST,
+            "The form needs a user code and a decision.",
+        );
     };
     let approve = form.decision == "approve";
-    let decided = device_grant::decide(state.store.as_ref(), &form.user_code, &current.user.id, approve, now);
+    let decided = device_grant::decide(
+        state.store.as_ref(),
+        &form.user_code,
+        &current.user.id,
+        approve,
+        now,
+    );
     match decided {
         Ok(grant) => {
             if let Err(error) = state.store.sync().await {
@@ -378,12 +451,18 @@ pub async fn device_decision(
             } else {
                 "Denied. The agent will not get a token."
             };
-            page_response("Connect an agent", &format!("<p class=\"ok\">{message}</p>"))
+            page_response(
+                "Connect an agent",
+                &format!("<p class=\"ok\">{message}</p>"),
+            )
         }
         Err(OAuthError::Store(error)) => internal_error("device", &error),
         Err(error) => {
             tracing::info!(target: "security", user = %current.user.id, condition = error.condition(), "device decision rejected");
-            notice_page(StatusCode::NOT_FOUND, "This code is unknown, expired or already used, or belongs to an agent you do not own.")
+            notice_page(
+                StatusCode::NOT_FOUND,
+                "This code is unknown, expired or already used, or belongs to an agent you do not own.",
+            )
         }
     }
 }
@@ -405,12 +484,7 @@ async fn register(
     Ok(agent)
 }
 
-async fn change_state(
-    state: &AppState,
-    id: &str,
-    next: AgentState,
-    by: ChangedBy<'_>,
-) -> Response {
+async fn change_state(state: &AppState, id: &str, next: AgentState, by: ChangedBy<'_>) -> Response {
     let now = state.clock.now();
     let changed = agent::set_state(state.store.as_ref(), id, next, by, now);
     let agent = match changed {
@@ -430,7 +504,11 @@ fn owner_request(
     now: u64,
 ) -> Result<auth::CurrentSession, Response> {
     if !auth::same_origin(state, headers) {
-        return Err(json_error(StatusCode::FORBIDDEN, "cross_origin", "request came from another origin"));
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "request came from another origin",
+        ));
     }
     api_session(state, headers, now)
 }
@@ -441,7 +519,11 @@ fn agent_error(error: AgentError) -> Response {
         AgentError::NameTaken | AgentError::Revoked => (StatusCode::CONFLICT, "conflict"),
         AgentError::Store(store) => {
             tracing::error!(error = %store, "store failure in agent request");
-            return json_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error");
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal error",
+            );
         }
         _ => (StatusCode::BAD_REQUEST, "invalid_request"),
     };
@@ -449,7 +531,11 @@ fn agent_error(error: AgentError) -> Response {
 }
 
 fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
-    (status, Json(json!({ "error": code, "error_description": description }))).into_response()
+    (
+        status,
+        Json(json!({ "error": code, "error_description": description })),
+    )
+        .into_response()
 }
 
 fn page_response(title: &str, body: &str) -> Response {
@@ -457,7 +543,11 @@ fn page_response(title: &str, body: &str) -> Response {
 }
 
 fn notice_page(status: StatusCode, message: &str) -> Response {
-    let body = format!("<p class=\"notice\">{}</p><p><a href=\"{}\">Back</a></p>", escape(message), routes::AGENTS);
+    let body = format!(
+        "<p class=\"notice\">{}</p><p><a href=\"{}\">Back</a></p>",
+        escape(message),
+        routes::AGENTS
+    );
     (status, Html(page("Agents", &body))).into_response()
 }
 

@@ -28,13 +28,19 @@ impl FormParams {
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.split(';').next())
-            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+            .is_some_and(|mime| {
+                mime.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
         if !form {
             return Err(OAuthError::Malformed("body is not form-encoded"));
         }
         let mut params: HashMap<String, Vec<String>> = HashMap::new();
         for (name, value) in url::form_urlencoded::parse(body) {
-            params.entry(name.into_owned()).or_default().push(value.into_owned());
+            params
+                .entry(name.into_owned())
+                .or_default()
+                .push(value.into_owned());
         }
         Ok(Self(params))
     }
@@ -212,9 +218,14 @@ async fn start_device_authorization(
 }
 
 /// `POST /oauth/introspect` (RFC 7662 §2).
-pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = state.clock.now();
-    let token = match FormParams::parse(&headers, &body).and_then(|params| params.required("token")) {
+    let token = match FormParams::parse(&headers, &body).and_then(|params| params.required("token"))
+    {
         Ok(token) => token,
         Err(error) => return error_response(&state, "introspect", &error),
     };
@@ -227,7 +238,8 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
 /// `POST /oauth/revoke` (RFC 7009 §2): 200 for every well-formed request.
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let now = state.clock.now();
-    let token = match FormParams::parse(&headers, &body).and_then(|params| params.required("token")) {
+    let token = match FormParams::parse(&headers, &body).and_then(|params| params.required("token"))
+    {
         Ok(token) => token,
         Err(error) => return error_response(&state, "revoke", &error),
     };

@@ -197,7 +197,15 @@ pub fn poll(
     if store.update_device_grant(&grant, &spent)? == Update::Conflict {
         return Err(OAuthError::UnknownDeviceCode);
     }
-    issue_grant_token(issuer, &facts, &grant.record.scope, &session_id, proof, now, rng)
+    issue_grant_token(
+        issuer,
+        &facts,
+        &grant.record.scope,
+        &session_id,
+        proof,
+        now,
+        rng,
+    )
 }
 
 fn issue_grant_token(
@@ -212,8 +220,10 @@ fn issue_grant_token(
     let claims = AccessTokenClaims {
         iss: issuer.settings.issuer.clone(),
         sub: facts.agent.owner_id.clone(),
-        aud: vec![super::token_exchange::normalize_resource(&issuer.settings.issuer)
-            .unwrap_or_else(|| issuer.settings.issuer.clone())],
+        aud: vec![
+            super::token_exchange::normalize_resource(&issuer.settings.issuer)
+                .unwrap_or_else(|| issuer.settings.issuer.clone()),
+        ],
         exp: now + GRANT_TOKEN_TTL,
         iat: now,
         jti: Secret::generate(rng, JTI_BYTES).expose().to_owned(),
@@ -271,7 +281,10 @@ fn record_poll(
 }
 
 /// The scope a device grant asks for: within the agent's registry entry, all of it if none.
-fn requested_scope(agent: &AgentRecord, requested: Option<&str>) -> Result<Vec<String>, OAuthError> {
+fn requested_scope(
+    agent: &AgentRecord,
+    requested: Option<&str>,
+) -> Result<Vec<String>, OAuthError> {
     let Some(requested) = requested.filter(|scope| !scope.trim().is_empty()) else {
         return Ok(agent.scopes.clone());
     };
@@ -306,7 +319,11 @@ fn check_device_session(
     if !session.is_bound() || !session.is_live(now) {
         return Err(OAuthError::DeviceSession("session not live and bound"));
     }
-    if session.key.as_ref().is_none_or(|key| key.jwk.thumbprint() != jkt) {
+    if session
+        .key
+        .as_ref()
+        .is_none_or(|key| key.jwk.thumbprint() != jkt)
+    {
         return Err(OAuthError::DeviceSession("session bound to another key"));
     }
     Ok(())
@@ -363,6 +380,7 @@ pub fn normalize_user_code(typed: &str) -> Option<String> {
         .filter(|c| !matches!(c, '-' | ' '))
         .map(|c| c.to_ascii_uppercase())
         .collect();
-    let valid = code.len() == USER_CODE_LEN && code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b));
+    let valid =
+        code.len() == USER_CODE_LEN && code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b));
     valid.then_some(code)
 }

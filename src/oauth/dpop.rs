@@ -53,7 +53,11 @@ impl DpopProof {
     /// The key a replay cache stores: the signing key and the `jti`, never the proof bytes,
     /// because a second valid ECDSA signature `(r, n − s)` exists for every proof.
     pub fn replay_key(&self) -> String {
-        format!("{}.{}", self.jkt, base64url::encode(sha256(self.jti.as_bytes())))
+        format!(
+            "{}.{}",
+            self.jkt,
+            base64url::encode(sha256(self.jti.as_bytes()))
+        )
     }
 
     /// Until when the replay key must be kept: after it, `iat` is outside the window anyway.
@@ -92,7 +96,9 @@ pub fn verify(proof: &str, expected: Expected<'_>, now: UnixTime) -> Result<Dpop
     let jwk = jws.embedded_jwk()?.ok_or(DpopError::MissingJwk)?;
     jwk.check_algorithm(jws.alg)
         .map_err(|error| DpopError::Jws(error.into()))?;
-    let key = jwk.parse_key().map_err(|error| DpopError::Jws(error.into()))?;
+    let key = jwk
+        .parse_key()
+        .map_err(|error| DpopError::Jws(error.into()))?;
     let claims: ProofClaims = jws.verify(&key)?;
 
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
@@ -139,7 +145,10 @@ pub fn normalize_htu(value: &str) -> Option<String> {
         return None;
     }
     let host = url.host_str()?.to_ascii_lowercase();
-    let port = url.port().map(|port| format!(":{port}")).unwrap_or_default();
+    let port = url
+        .port()
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default();
     Some(format!(
         "https://{host}{port}{}",
         decode_unreserved(url.path())

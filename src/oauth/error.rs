@@ -140,10 +140,9 @@ impl OAuthError {
             | Self::UnsupportedTokenType(_)
             | Self::DeviceSession(_) => ErrorCode::InvalidRequest,
             Self::UnsupportedGrantType(_) => ErrorCode::UnsupportedGrantType,
-            Self::MissingDpop
-            | Self::InvalidDpop(_)
-            | Self::DpopReplay
-            | Self::DpopKeyMismatch => ErrorCode::InvalidDpopProof,
+            Self::MissingDpop | Self::InvalidDpop(_) | Self::DpopReplay | Self::DpopKeyMismatch => {
+                ErrorCode::InvalidDpopProof
+            }
             Self::UnknownAgent => ErrorCode::InvalidClient,
             Self::ScopeWidened(_) | Self::NoScope => ErrorCode::InvalidScope,
             // RFC 8707 §2: an invalid or unacceptable resource is `invalid_target`.

@@ -23,7 +23,9 @@ pub struct ActorFacts {
 impl ActorFacts {
     /// Loads the agent `agent_id`, its owner and the session `session_id`.
     pub fn load(store: &dyn Store, agent_id: &str, session_id: &str) -> Result<Self, OAuthError> {
-        let agent = store.find_agent(agent_id)?.ok_or(OAuthError::UnknownAgent)?;
+        let agent = store
+            .find_agent(agent_id)?
+            .ok_or(OAuthError::UnknownAgent)?;
         let owner = store.find_user(&agent.owner_id)?;
         let session = store.find_session(session_id)?.map(|found| found.record);
         Ok(Self {
@@ -94,7 +96,11 @@ pub fn check_agent(agent: &AgentRecord) -> Result<(), OAuthError> {
 
 /// Checks that an issued token is still in force at `now`: unexpired, not revoked, and every
 /// token, session, agent and user it was issued under still active.
-pub fn check_token(store: &dyn Store, token: &TokenRecord, now: UnixTime) -> Result<(), OAuthError> {
+pub fn check_token(
+    store: &dyn Store,
+    token: &TokenRecord,
+    now: UnixTime,
+) -> Result<(), OAuthError> {
     if token.revoked_at.is_some() {
         return Err(OAuthError::TokenRevoked);
     }
@@ -107,7 +113,11 @@ pub fn check_token(store: &dyn Store, token: &TokenRecord, now: UnixTime) -> Res
     check_lineage(store, &token.lineage, now)
 }
 
-fn check_lineage(store: &dyn Store, lineage: &TokenLineage, now: UnixTime) -> Result<(), OAuthError> {
+fn check_lineage(
+    store: &dyn Store,
+    lineage: &TokenLineage,
+    now: UnixTime,
+) -> Result<(), OAuthError> {
     for jti in &lineage.ancestors {
         let revoked = store
             .find_token(jti)?
@@ -117,7 +127,9 @@ fn check_lineage(store: &dyn Store, lineage: &TokenLineage, now: UnixTime) -> Re
         }
     }
     for agent_id in &lineage.agents {
-        let agent = store.find_agent(agent_id)?.ok_or(OAuthError::AgentRevoked)?;
+        let agent = store
+            .find_agent(agent_id)?
+            .ok_or(OAuthError::AgentRevoked)?;
         check_agent(&agent)?;
     }
     for session_id in &lineage.sessions {

@@ -57,7 +57,10 @@ impl KeyRing {
     /// Creates a new signing key and retires the current one, which stays published.
     pub fn rotate(&self, store: &dyn Store, now: UnixTime) -> Result<String, KeyRingError> {
         let mut records = store.list_signing_keys()?;
-        for record in records.iter_mut().filter(|record| record.retired_at.is_none()) {
+        for record in records
+            .iter_mut()
+            .filter(|record| record.retired_at.is_none())
+        {
             record.retired_at = Some(now);
             store.insert_signing_key(record)?;
         }
@@ -116,7 +119,10 @@ impl KeyRing {
 
     fn current(&self) -> Option<Arc<LoadedKey>> {
         let keys = self.keys.read().ok()?;
-        keys.iter().rev().find(|key| key.retired_at.is_none()).cloned()
+        keys.iter()
+            .rev()
+            .find(|key| key.retired_at.is_none())
+            .cloned()
     }
 
     fn replace(&self, loaded: Vec<Arc<LoadedKey>>) {

@@ -103,7 +103,8 @@ impl Jwks {
         audience: &str,
         now: UnixTime,
     ) -> Result<AccessTokenClaims, ResourceError> {
-        let invalid = |error: crate::crypto::JoseError| ResourceError::InvalidToken(error.to_string());
+        let invalid =
+            |error: crate::crypto::JoseError| ResourceError::InvalidToken(error.to_string());
         let jws = access_token::parse(token).map_err(invalid)?;
         let kid = jws.header.kid.as_deref().unwrap_or_default();
         let (_, key) = self

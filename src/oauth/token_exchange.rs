@@ -11,7 +11,9 @@ use super::{ACCESS_TOKEN_TTL, KeyRing, OAuthError, Settings, access_token, dpop:
 use super::{TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT};
 use crate::clock::UnixTime;
 use crate::crypto::Secret;
-use crate::store::{AccessTokenClaims, Actor, Confirmation, MayAct, Store, TokenLineage, TokenRecord};
+use crate::store::{
+    AccessTokenClaims, Actor, Confirmation, MayAct, Store, TokenLineage, TokenRecord,
+};
 
 /// Random bytes in a token's `jti`.
 const JTI_BYTES: usize = 16;

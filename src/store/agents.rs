@@ -61,10 +61,18 @@ pub struct AgentChange {
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum DeviceGrantStatus {
     Pending,
-    Approved { by: String, at: UnixTime },
-    Denied { by: String, at: UnixTime },
+    Approved {
+        by: String,
+        at: UnixTime,
+    },
+    Denied {
+        by: String,
+        at: UnixTime,
+    },
     /// The agent has received its token; the device code is spent.
-    Issued { at: UnixTime },
+    Issued {
+        at: UnixTime,
+    },
 }
 
 /// A device authorization request, stored under the SHA-256 of its device code.

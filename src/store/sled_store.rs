@@ -14,8 +14,8 @@ use tokio::sync::oneshot;
 
 use super::{
     AgentChange, AgentRecord, AuditEntry, DeviceGrantRecord, RegistrationChallenge, SessionRecord,
-    SessionState, SigningKeyRecord, Store, StoreError, SyncFuture, TokenRecord, Update,
-    UserRecord, Versioned,
+    SessionState, SigningKeyRecord, Store, StoreError, SyncFuture, TokenRecord, Update, UserRecord,
+    Versioned,
 };
 
 const USERS: &str = "users";
@@ -475,7 +475,12 @@ impl Store for SledStore {
         &self,
         user_code: &str,
     ) -> Result<Option<Versioned<DeviceGrantRecord>>, StoreError> {
-        match self.agent_trees.user_codes.get(user_code).map_err(database)? {
+        match self
+            .agent_trees
+            .user_codes
+            .get(user_code)
+            .map_err(database)?
+        {
             Some(digest) => self.find_device_grant(&String::from_utf8_lossy(&digest)),
             None => Ok(None),
         }
@@ -509,7 +514,10 @@ impl Store for SledStore {
             let grant: DeviceGrantRecord = decode(&key, &value)?;
             if grant.expires_at <= now {
                 trees.device_grants.remove(&key).map_err(database)?;
-                trees.user_codes.remove(&grant.user_code).map_err(database)?;
+                trees
+                    .user_codes
+                    .remove(&grant.user_code)
+                    .map_err(database)?;
                 purged += 1;
             }
         }

@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests.
 
+pub mod agents;
 pub mod chromium;
 pub mod dbsc;
 pub mod server;
