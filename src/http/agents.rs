@@ -17,6 +17,7 @@ use super::pages::{forbidden_origin, internal_error, signed_in};
 use super::views::{escape, page, utc};
 use super::{AppState, auth, routes};
 use crate::agent::{self, AgentError, ChangedBy, NewAgent};
+use crate::audit::Event;
 use crate::oauth::{OAuthError, device_grant};
 use crate::store::{AgentRecord, AgentState, Assurance, DeviceGrantStatus};
 
@@ -446,6 +447,16 @@ pub async fn device_decision(
                 approved = approve,
                 "owner decided an agent's device authorization"
             );
+            let action = if approve {
+                "device_grant.approve"
+            } else {
+                "device_grant.deny"
+            };
+            state.audit(&Event::allowed(
+                format!("user:{}", current.user.id),
+                action,
+                format!("agent:{}", grant.agent_id),
+            ));
             let message = if approve {
                 "Approved. The agent can now get its token."
             } else {

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{AppState, routes};
+use crate::audit::Event;
 use crate::clock::UnixTime;
 use crate::oauth::device_grant::{self, AuthorizationRequest};
 use crate::oauth::dpop::{self, DpopProof, Expected};
@@ -112,6 +113,11 @@ async fn token_grant(
         acr = %issued.claims.acr,
         "token exchange issued an access token"
     );
+    state.audit(&Event::allowed(
+        format!("agent:{}", issued.claims.client_id),
+        "token.exchange",
+        format!("token:{}", issued.claims.jti),
+    ));
     Ok(json!({
         "access_token": issued.access_token,
         "issued_token_type": oauth::TOKEN_TYPE_ACCESS_TOKEN,
@@ -164,6 +170,11 @@ async fn poll_device_code(
         session = %issued.session_id,
         "device grant issued the agent's grant token"
     );
+    state.audit(&Event::allowed(
+        format!("agent:{client_id}"),
+        "token.device_grant",
+        format!("session:{}", issued.session_id),
+    ));
     Ok(json!({
         "access_token": issued.access_token,
         "token_type": "DPoP",
@@ -246,6 +257,11 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
     match introspection::revoke(state.store.as_ref(), &token, now) {
         Ok(Some(jti)) => {
             tracing::info!(target: "security", %jti, "access token revoked");
+            state.audit(&Event::allowed(
+                "token holder",
+                "token.revoke",
+                format!("token:{jti}"),
+            ));
             StatusCode::OK.into_response()
         }
         Ok(None) => StatusCode::OK.into_response(),
@@ -331,6 +347,19 @@ fn error_response(state: &AppState, endpoint: &'static str, error: &OAuthError) 
         );
     }
     state.metrics.refuse(endpoint, error.condition());
+    // Polls that only wait for the owner are not decisions.
+    let waiting = matches!(
+        error,
+        OAuthError::AuthorizationPending | OAuthError::SlowDown
+    );
+    if !waiting && code != oauth::ErrorCode::ServerError {
+        state.audit(&Event::refused(
+            "peer",
+            "token.issue",
+            endpoint,
+            error.condition(),
+        ));
+    }
     let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let body = json!({ "error": code.as_str(), "error_description": error.description() });
     no_store((status, Json(body)).into_response())

@@ -211,6 +211,19 @@ fn write_server_info(
     Ok(info)
 }
 
+/// Deletes spent DPoP proofs and expired device grants, and, when `hourly`, expired access
+/// tokens. A token never outlives the token it was exchanged from, so deleting expired ones
+/// never drops a live token's ancestor.
+fn sweep_oauth(store: &dyn Store, now: u64, hourly: bool) -> Result<(), StoreError> {
+    let proofs = store.purge_dpop_proofs(now)?;
+    let grants = store.purge_device_grants(now)?;
+    let tokens = if hourly { store.purge_tokens(now)? } else { 0 };
+    if proofs + grants + tokens > 0 {
+        tracing::debug!(proofs, grants, tokens, "deleted expired OAuth records");
+    }
+    Ok(())
+}
+
 /// Deletes expired registration challenges every minute and ended sessions every hour.
 async fn sweep(state: AppState) {
     let start = tokio::time::Instant::now() + SWEEP_INTERVAL;
@@ -222,6 +235,7 @@ async fn sweep(state: AppState) {
         let sweep_sessions = round % SESSION_SWEEP_EVERY == 0;
         let swept = tokio::task::spawn_blocking(move || {
             let challenges = store.purge_challenges(now)?;
+            sweep_oauth(store.as_ref(), now, sweep_sessions)?;
             let sessions = if sweep_sessions {
                 store.purge_sessions(now, now.saturating_sub(ENDED_SESSION_RETENTION))?
             } else {

@@ -9,7 +9,7 @@ use crate::clock::UnixTime;
 use crate::crypto::Secret;
 use crate::dbsc::{self, Policy};
 use crate::store::{
-    AccessTokenClaims, AgentRecord, Confirmation, DeviceGrantRecord, DeviceGrantStatus,
+    AccessTokenClaims, AgentRecord, Assurance, Confirmation, DeviceGrantRecord, DeviceGrantStatus,
     SessionRecord, SessionState, Store, TokenLineage, Update,
 };
 
@@ -187,7 +187,18 @@ pub fn poll(
         .ok_or(OAuthError::UnknownAgent)?;
     let session_id = match &grant.record.session_id {
         Some(id) => id.clone(),
-        None => create_software_session(store, policy, &agent, proof, now, rng)?,
+        None => {
+            // A new session here is software-assured; refuse before creating one that the
+            // gate would refuse anyway.
+            gate::check_agent(&agent)?;
+            if agent.required_assurance > Assurance::Software {
+                return Err(OAuthError::InsufficientAssurance {
+                    have: Assurance::Software,
+                    need: agent.required_assurance,
+                });
+            }
+            create_software_session(store, policy, &agent, proof, now, rng)?
+        }
     };
     let facts = gate::ActorFacts::load(store, &agent.id, &session_id)?;
     gate::check_actor(&facts, &proof.jkt, now, issuer.settings.proof_window)?;
