@@ -102,6 +102,11 @@ impl AgentClient {
         &self.key
     }
 
+    /// The clock that sets the `iat` of this agent's proofs.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// Signs a DPoP proof (RFC 9449 §4.2) for `method` and `url`, with `ath` for a token.
     pub fn dpop_proof(
         &self,

@@ -3,4 +3,5 @@
 pub mod agents;
 pub mod chromium;
 pub mod dbsc;
+pub mod jose;
 pub mod server;
