@@ -19,6 +19,8 @@ pub const DEFAULT_COOKIE_NAME: &str = "__Host-devbound";
 pub const DEFAULT_COOKIE_TTL: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
+/// The TPM trust directory's name inside the data directory, when not configured.
+pub const DEFAULT_TPM_TRUST_DIR: &str = "tpm-trust";
 pub const REGISTER_PATH: &str = "/dbsc/register";
 pub const REFRESH_PATH: &str = "/dbsc/refresh";
 
@@ -83,6 +85,12 @@ pub struct ServeOptions {
     /// PEM private key for --tls-cert
     #[arg(long, env = "DEVBOUND_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Directory of PEM files with the TPM vendors' root (and intermediate) certificates that
+    /// EK certificates must chain to; without any, every TPM enrollment is refused
+    /// [default: <data dir>/tpm-trust]
+    #[arg(long, env = "DEVBOUND_TPM_TRUST_DIR")]
+    pub tpm_trust_dir: Option<PathBuf>,
 }
 
 /// An invalid configuration value.
@@ -115,6 +123,8 @@ pub struct Config {
     pub public_url_set: bool,
     /// Page cache of the database, in bytes.
     pub cache_bytes: u64,
+    /// PEM files of the TPM vendor roots that EK certificates must chain to.
+    pub tpm_trust_dir: PathBuf,
 }
 
 impl ServeOptions {
@@ -140,6 +150,7 @@ impl ServeOptions {
         self.cache_mb = self.cache_mb.or(file.cache_mb);
         self.tls_cert = self.tls_cert.or(file.tls_cert);
         self.tls_key = self.tls_key.or(file.tls_key);
+        self.tpm_trust_dir = self.tpm_trust_dir.or(file.tpm_trust_dir);
         Ok(self)
     }
 
@@ -183,10 +194,14 @@ impl ServeOptions {
             )?,
             algorithms: algorithms(self.algorithms.as_deref())?,
         };
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         Ok(Config {
-            data_dir: self
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            tpm_trust_dir: self
+                .tpm_trust_dir
+                .unwrap_or_else(|| data_dir.join(DEFAULT_TPM_TRUST_DIR)),
+            data_dir,
             listen,
             tls: self.tls_cert.zip(self.tls_key),
             policy,
@@ -282,6 +297,10 @@ mod tests {
         assert_eq!(config.policy.origin, "https://localhost:8443");
         assert_eq!(config.policy.cookie_ttl, 600);
         assert_eq!(
+            config.tpm_trust_dir,
+            PathBuf::from(DEFAULT_DATA_DIR).join(DEFAULT_TPM_TRUST_DIR)
+        );
+        assert_eq!(
             config.policy.algorithms,
             vec![Algorithm::Es256, Algorithm::Rs256]
         );
@@ -310,7 +329,7 @@ mod tests {
         let path = dir.path().join("devbound.toml");
         std::fs::write(
             &path,
-            "cookie-ttl = \"7m\"\nlisten = \"127.0.0.1:9443\"\nalgorithms = [\"ES256\"]\n",
+            "cookie-ttl = \"7m\"\nlisten = \"127.0.0.1:9443\"\nalgorithms = [\"ES256\"]\ntpm-trust-dir = \"/etc/tpm-roots\"\n",
         )
         .unwrap();
         let options = ServeOptions {
@@ -322,6 +341,7 @@ mod tests {
         assert_eq!(config.policy.cookie_ttl, 420);
         assert_eq!(config.listen.port(), 7443);
         assert_eq!(config.policy.algorithms, vec![Algorithm::Es256]);
+        assert_eq!(config.tpm_trust_dir, PathBuf::from("/etc/tpm-roots"));
     }
 
     #[test]

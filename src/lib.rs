@@ -20,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod dbsc;
+pub mod device;
 pub mod example_api;
 pub mod http;
 pub mod metrics;

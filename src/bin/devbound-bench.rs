@@ -202,6 +202,7 @@ fn seed(dir: &Path, key: &EcdsaKeyPair, count: usize) -> Result<Vec<ClientSessio
             previous_credential_expires_at: 0,
             last_proof_at: Some(now),
             refresh_count: 0,
+            device_id: None,
         };
         store
             .insert_session(&record)

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::json;
 
-use super::key::{SessionKey, sign_jws};
+use super::key::{ProofSigner, SessionKey, sign_jws};
 use crate::dbsc::SessionInstructions;
 use crate::dbsc::headers::{self, RegistrationOffer};
 use crate::dbsc::proof::PROOF_TYPE;
@@ -36,19 +36,19 @@ pub enum RefreshOutcome {
     Terminated,
 }
 
-/// One DBSC session held by a software key.
+/// One DBSC session, held by a software key unless another [`ProofSigner`] is given.
 #[derive(Debug)]
-pub struct DbscClient {
+pub struct DbscClient<S = SessionKey> {
     http: reqwest::Client,
     origin: String,
-    key: SessionKey,
+    key: S,
     cookies: HashMap<String, String>,
     pub session_id: Option<String>,
     pub challenge: Option<String>,
 }
 
-impl DbscClient {
-    pub fn new(http: reqwest::Client, origin: &str, key: SessionKey) -> Self {
+impl<S: ProofSigner> DbscClient<S> {
+    pub fn new(http: reqwest::Client, origin: &str, key: S) -> Self {
         Self {
             http,
             origin: origin.trim_end_matches('/').to_owned(),
@@ -63,7 +63,7 @@ impl DbscClient {
         format!("{}{path}", self.origin)
     }
 
-    pub fn key(&self) -> &SessionKey {
+    pub fn key(&self) -> &S {
         &self.key
     }
 

@@ -9,6 +9,31 @@ use serde_json::{Value, json};
 
 use crate::crypto::{Algorithm, base64url};
 
+/// What the DBSC client signs proofs with: a key in memory ([`SessionKey`]) or, with the `tpm`
+/// feature, a key that never leaves a TPM.
+pub trait ProofSigner {
+    fn algorithm(&self) -> Algorithm;
+    /// Returns the public key as a JWK object, for the registration proof's header.
+    fn public_jwk(&self) -> Value;
+    /// Signs `message` and returns the JWS signature bytes (RFC 7518 §3.4: `r || s`, each 32
+    /// bytes, for ES256).
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+impl ProofSigner for SessionKey {
+    fn algorithm(&self) -> Algorithm {
+        SessionKey::algorithm(self)
+    }
+
+    fn public_jwk(&self) -> Value {
+        SessionKey::public_jwk(self)
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        SessionKey::sign(self, message)
+    }
+}
+
 /// A private key for one of the algorithms DBSC offers.
 pub enum SessionKey {
     Es256(Box<SigningKey>),
@@ -87,7 +112,11 @@ impl SessionKey {
 }
 
 /// Signs a compact JWS over the given header and claims.
-pub fn sign_jws(key: &SessionKey, header: &Value, claims: &Value) -> Result<String, String> {
+pub fn sign_jws<S: ProofSigner + ?Sized>(
+    key: &S,
+    header: &Value,
+    claims: &Value,
+) -> Result<String, String> {
     let signing_input = format!(
         "{}.{}",
         base64url::encode(header.to_string()),

@@ -9,7 +9,7 @@ mod key;
 
 pub use agent::{AgentClient, DeviceAuthorization, ExchangeParams, Poll, TokenResponse};
 pub use dbsc::{ClientError, DbscClient, RefreshOutcome};
-pub use key::{SessionKey, sign_jws};
+pub use key::{ProofSigner, SessionKey, sign_jws};
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;

@@ -32,6 +32,10 @@ pub enum DbscError {
     NotBound,
     #[error("session has ended or expired")]
     SessionEnded,
+    #[error("registration key is not the key the device's TPM certified")]
+    DeviceKeyMismatch,
+    #[error("the session's device is revoked or unknown")]
+    DeviceRevoked,
 }
 
 impl DbscError {
@@ -56,6 +60,8 @@ impl DbscError {
             Self::NotPending => "not_pending",
             Self::NotBound => "not_bound",
             Self::SessionEnded => "session_ended",
+            Self::DeviceKeyMismatch => "device_key_mismatch",
+            Self::DeviceRevoked => "device_revoked",
         }
     }
 }

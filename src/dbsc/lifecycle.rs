@@ -102,6 +102,7 @@ pub fn begin_sign_in(
         previous_credential_expires_at: 0,
         last_proof_at: None,
         refresh_count: 0,
+        device_id: None,
     };
     let challenge = RegistrationChallenge {
         value: challenge.expose().to_owned(),

@@ -80,9 +80,11 @@ pub async fn register(State(state): State<AppState>, request: HeaderMap) -> Resp
                 DbscError::MissingAuthorization | DbscError::WrongAuthorization => {
                     "invalid_authorization"
                 }
-                DbscError::NotPending | DbscError::ChallengeMismatch | DbscError::SessionEnded => {
-                    "invalid_session"
-                }
+                DbscError::NotPending
+                | DbscError::ChallengeMismatch
+                | DbscError::SessionEnded
+                | DbscError::DeviceRevoked => "invalid_session",
+                DbscError::DeviceKeyMismatch => "invalid_key",
                 _ => "invalid_proof",
             };
             error_response(StatusCode::BAD_REQUEST, code)
@@ -118,6 +120,13 @@ async fn register_session(
     let issued = {
         let mut rng = rand::thread_rng();
         dbsc::complete_registration(policy, &session.record, &challenge, proof, now, &mut rng)?
+    };
+    // A device's session must be registered with the key its TPM certified, and then has the
+    // device's assurance.
+    let device = super::devices::session_device(state, session.record.device_id.as_deref())?;
+    let issued = Issued {
+        session: crate::device::bind_to_device(issued.session, device.as_ref())?,
+        credential: issued.credential,
     };
 
     // Every check passed; the challenge is now spent, exactly once.
@@ -156,6 +165,14 @@ async fn refresh_session(state: &AppState, request: &HeaderMap, now: UnixTime) -
         Ok(found) => return terminate(state, &session_id, found.as_ref().map(|s| &s.record)),
         Err(error) => return server_error("refresh", &error),
     };
+    // Revoking a device revokes its sessions; this also ends one that raced the revocation.
+    if let Some(device_id) = &session.record.device_id {
+        match super::devices::device_revoked(state, device_id) {
+            Ok(false) => {}
+            Ok(true) => return terminate(state, &session_id, Some(&session.record)),
+            Err(error) => return server_error("refresh", &error),
+        }
+    }
 
     // A repeated or malformed proof header counts as no proof: the browser gets a challenge.
     let token = read_header(request, headers::RESPONSE).unwrap_or_default();

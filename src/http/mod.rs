@@ -5,6 +5,7 @@ mod agents;
 mod api;
 mod auth;
 mod dbsc;
+mod devices;
 mod oauth;
 mod pages;
 pub mod routes;
@@ -24,6 +25,7 @@ use crate::crypto::Secret;
 use crate::dbsc::Policy;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::tpm::{EnrollmentPolicy, TrustStore};
 
 /// State shared by every handler.
 #[derive(Debug, Clone)]
@@ -34,6 +36,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub oauth: Arc<OAuthState>,
     admin_token: Arc<Secret>,
+    /// TPM vendor roots and enrollment challenge lifetime; see [`AppState::with_enrollment`].
+    pub enrollment: Arc<EnrollmentPolicy>,
     /// Bounds concurrent Argon2 password checks, each of which takes 19 MiB and tens of
     /// milliseconds of CPU, so that a flood of sign-ins cannot exhaust memory.
     password_checks: Arc<tokio::sync::Semaphore>,
@@ -46,6 +50,10 @@ impl AppState {
         clock: Arc<dyn Clock>,
         admin_token: Secret,
     ) -> Self {
+        let enrollment = EnrollmentPolicy {
+            trust_store: TrustStore::default(),
+            challenge_ttl: policy.challenge_ttl,
+        };
         let oauth = Arc::new(OAuthState {
             keys: crate::oauth::KeyRing::default(),
             settings: crate::oauth::Settings {
@@ -56,6 +64,7 @@ impl AppState {
         });
         Self {
             store,
+            enrollment: Arc::new(enrollment),
             oauth,
             policy: Arc::new(policy),
             metrics: Arc::new(Metrics::new()),
@@ -81,6 +90,14 @@ impl AppState {
         if let Err(error) = appended {
             tracing::error!(action = event.action, %error, "cannot append to the audit log");
         }
+    }
+
+    /// Sets the policy TPM enrollment is checked against. Without it the trust store is empty
+    /// and every enrollment is refused.
+    #[must_use]
+    pub fn with_enrollment(mut self, enrollment: EnrollmentPolicy) -> Self {
+        self.enrollment = Arc::new(enrollment);
+        self
     }
 }
 
@@ -145,6 +162,20 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ADMIN_AGENT_STATE, post(agents::admin_set_state))
         .route(routes::ADMIN_KEYS_ROTATE, post(agents::admin_rotate_keys))
         .route(routes::ADMIN_AUDIT, get(admin::list_audit))
+        .route(routes::DEVICES, get(devices::devices_page))
+        .route(routes::DEVICE_CODES, post(devices::create_code_page))
+        .route(routes::DEVICE_REVOKE, post(devices::revoke_device_page))
+        .route(routes::API_DEVICES, get(devices::api_list_devices))
+        .route(routes::API_DEVICE, delete(devices::api_revoke_device))
+        .route(routes::API_DEVICE_CODES, post(devices::api_create_code))
+        .route(routes::API_ENROLL_START, post(devices::enroll_start))
+        .route(routes::API_ENROLL_FINISH, post(devices::enroll_finish))
+        .route(routes::API_ATTESTED, get(devices::api_attested))
+        .route(routes::ADMIN_DEVICES, get(devices::admin_list_devices))
+        .route(
+            routes::ADMIN_DEVICE_REVOKE,
+            post(devices::admin_revoke_device),
+        )
         .route(routes::HEALTHZ, get(|| async { "ok\n" }))
         .route(routes::METRICS, get(metrics))
         .with_state(state)

@@ -221,17 +221,20 @@ pub async fn app(State(state): State<AppState>, headers: HeaderMap) -> Response 
 <tr><th>Binding</th><td id="binding">{state}</td></tr>
 <tr><th>Algorithm</th><td id="algorithm">{alg}</td></tr>
 <tr><th>Assurance</th><td id="assurance">{assurance}</td></tr>
+<tr><th>Device</th><td id="device"><code>{device}</code></td></tr>
 <tr><th>Last proof</th><td id="last-proof">{last_proof}</td></tr>
 <tr><th>Cookie expires</th><td id="cookie-expiry">{cookie_expiry}</td></tr>
 <tr><th>Refreshes</th><td id="refreshes">{refreshes}</td></tr>
 </table>
-<p><a href="{sessions}">Your sessions</a></p>
+<p><a href="{sessions}">Your sessions</a> · <a href="{devices}">Your devices</a></p>
 <form method="post" action="{logout}"><button type="submit">Sign out</button></form>"#,
         user = escape(&current.user.name),
         id = escape(&session.id),
         state = view.state,
         alg = view.algorithm.unwrap_or("-"),
         assurance = view.assurance,
+        device = escape(view.device_id.as_deref().unwrap_or("-")),
+        devices = routes::DEVICES,
         last_proof = view.last_proof_at.map_or_else(|| "-".to_owned(), utc),
         cookie_expiry = utc(session.credential_expires_at),
         refreshes = view.refresh_count,
@@ -267,16 +270,17 @@ pub async fn sessions(State(state): State<AppState>, headers: HeaderMap) -> Resp
             String::new()
         };
         rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>\n",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>\n",
             escape(&session.id),
             view.state,
             view.algorithm.unwrap_or("-"),
+            view.assurance,
             view.last_proof_at.map_or_else(|| "-".to_owned(), utc),
             utc(session.created_at),
         ));
     }
     let body = format!(
-        "<table><tr><th>Session</th><th>State</th><th>Algorithm</th><th>Last proof</th><th>Signed in</th><th></th></tr>\n{rows}</table>\n<p><a href=\"{}\">Back</a></p>",
+        "<table><tr><th>Session</th><th>State</th><th>Algorithm</th><th>Assurance</th><th>Last proof</th><th>Signed in</th><th></th></tr>\n{rows}</table>\n<p><a href=\"{}\">Back</a></p>",
         routes::APP
     );
     (

@@ -14,6 +14,18 @@ pub const ADMIN_USERS: &str = "/admin/users";
 pub const ADMIN_SESSIONS: &str = "/admin/sessions";
 pub const ADMIN_SESSION_REVOKE: &str = "/admin/sessions/{id}/revoke";
 pub const ADMIN_AUDIT: &str = "/admin/audit";
+pub const DEVICES: &str = "/devices";
+pub const DEVICE_CODES: &str = "/devices/codes";
+pub const DEVICE_REVOKE: &str = "/devices/{id}/revoke";
+pub const API_DEVICES: &str = "/api/devices";
+pub const API_DEVICE: &str = "/api/devices/{id}";
+pub const API_DEVICE_CODES: &str = "/api/devices/codes";
+pub const API_ENROLL_START: &str = "/api/devices/enroll/start";
+pub const API_ENROLL_FINISH: &str = "/api/devices/enroll/finish";
+/// A route that only a session at assurance `tpm` may use.
+pub const API_ATTESTED: &str = "/api/attested";
+pub const ADMIN_DEVICES: &str = "/admin/devices";
+pub const ADMIN_DEVICE_REVOKE: &str = "/admin/devices/{id}/revoke";
 pub const HEALTHZ: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
 

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::crypto::Secret;
 use crate::store::{SledStore, Store, StoreError};
 use crate::tls::{self, TlsError, TlsFiles};
+use crate::tpm::{EnrollmentPolicy, TrustStore};
 
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 pub const SERVER_FILE: &str = "server.json";
@@ -93,7 +94,8 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
     let info = write_server_info(&config.data_dir, addr, &tls)?;
 
     let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let state = AppState::new(shared, config.policy.clone(), clock, admin_token);
+    let state = AppState::new(shared, config.policy.clone(), clock, admin_token)
+        .with_enrollment(enrollment_policy(&config));
     state
         .oauth
         .keys
@@ -149,6 +151,29 @@ impl RunningServer {
                 }
             }
         }
+    }
+}
+
+/// Loads the TPM vendor roots. A missing or empty directory leaves the trust store empty, so
+/// that the service still starts and refuses every TPM enrollment.
+fn enrollment_policy(config: &Config) -> EnrollmentPolicy {
+    let trust_store = match TrustStore::load_dir(&config.tpm_trust_dir) {
+        Ok(store) => {
+            tracing::info!(
+                dir = %config.tpm_trust_dir.display(),
+                certificates = store.len(),
+                "loaded TPM vendor roots"
+            );
+            store
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no TPM vendor roots; every TPM enrollment will be refused");
+            TrustStore::default()
+        }
+    };
+    EnrollmentPolicy {
+        trust_store,
+        challenge_ttl: config.policy.challenge_ttl,
     }
 }
 
@@ -234,7 +259,7 @@ async fn sweep(state: AppState) {
         let store = state.store.clone();
         let sweep_sessions = round % SESSION_SWEEP_EVERY == 0;
         let swept = tokio::task::spawn_blocking(move || {
-            let challenges = store.purge_challenges(now)?;
+            let challenges = store.purge_challenges(now)? + store.purge_enrollments(now)?;
             sweep_oauth(store.as_ref(), now, sweep_sessions)?;
             let sessions = if sweep_sessions {
                 store.purge_sessions(now, now.saturating_sub(ENDED_SESSION_RETENTION))?

@@ -18,6 +18,8 @@ pub struct SessionView {
     pub cookie_expires_at: Option<u64>,
     pub refresh_count: u64,
     pub current: bool,
+    /// The enrolled device the session belongs to, if any.
+    pub device_id: Option<String>,
 }
 
 impl SessionView {
@@ -34,6 +36,7 @@ impl SessionView {
             cookie_expires_at: session.is_bound().then_some(session.credential_expires_at),
             refresh_count: session.refresh_count,
             current: current_id == Some(session.id.as_str()),
+            device_id: session.device_id.clone(),
         }
     }
 }

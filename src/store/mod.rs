@@ -6,6 +6,8 @@
 mod agents;
 mod records;
 mod sled_store;
+#[cfg(test)]
+mod tests;
 
 pub use agents::{
     AccessTokenClaims, Actor, AgentChange, AgentRecord, AgentState, Confirmation,
@@ -13,8 +15,8 @@ pub use agents::{
 };
 
 pub use records::{
-    Assurance, AuditEntry, BoundKey, PendingChallenge, RegistrationChallenge, SessionRecord,
-    SessionState, UserRecord,
+    Assurance, AuditEntry, BoundKey, DeviceRecord, EnrollmentCode, PendingChallenge,
+    PendingEnrollment, RegistrationChallenge, Revocation, SessionRecord, SessionState, UserRecord,
 };
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
@@ -93,6 +95,38 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<AuditEntry, StoreError>;
     /// Lists up to `limit` entries from sequence number `from`, oldest first.
     fn list_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    // Devices (issue 3): enrolled devices, one-time enrollment codes and started enrollments.
+
+    /// Inserts a device; returns `false` and writes nothing if the id is taken.
+    fn insert_device(&self, device: &DeviceRecord) -> Result<bool, StoreError>;
+    fn find_device(&self, id: &str) -> Result<Option<Versioned<DeviceRecord>>, StoreError>;
+    /// Replaces `current` with `next` only if the stored record is still `current`.
+    fn update_device(
+        &self,
+        current: &Versioned<DeviceRecord>,
+        next: &DeviceRecord,
+    ) -> Result<Update, StoreError>;
+    /// Lists devices, of one owner if `owner_id` is given, newest first.
+    fn list_devices(&self, owner_id: Option<&str>) -> Result<Vec<DeviceRecord>, StoreError>;
+
+    fn insert_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError>;
+    /// Removes the code with this SHA-256 and returns it, atomically, if it has not expired at
+    /// `now`: each code starts at most one enrollment. An expired code is removed and `None`
+    /// returned.
+    fn consume_enrollment_code(
+        &self,
+        code_sha256: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<EnrollmentCode>, StoreError>;
+
+    fn insert_pending_enrollment(&self, pending: &PendingEnrollment) -> Result<(), StoreError>;
+    /// Removes the started enrollment with this challenge id and returns it, atomically, so that
+    /// each challenge is answered at most once. Expiry is checked by
+    /// [`crate::tpm::finish_enrollment`], which must see an expired challenge to name it.
+    fn consume_pending_enrollment(&self, id: &str)
+    -> Result<Option<PendingEnrollment>, StoreError>;
+    /// Deletes expired enrollment codes and started enrollments.
+    fn purge_enrollments(&self, now: u64) -> Result<usize, StoreError>;
 
     // Agents, device authorization grants, access tokens, DPoP proofs and signing keys.
 

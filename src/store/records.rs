@@ -101,6 +101,10 @@ pub struct SessionRecord {
     pub previous_credential_expires_at: UnixTime,
     pub last_proof_at: Option<UnixTime>,
     pub refresh_count: u64,
+    /// The enrolled device this session was issued to. Its registration must use the device's
+    /// session key, and the session ends at its next refresh once the device is revoked.
+    #[serde(default)]
+    pub device_id: Option<String>,
 }
 
 impl SessionRecord {
@@ -156,6 +160,71 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+/// A machine enrolled by its owner, and the evidence its assurance rests on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub id: String,
+    /// The user on whose behalf the device was enrolled.
+    pub owner_id: String,
+    /// A label the owner gave, shown in lists.
+    pub name: String,
+    pub assurance: Assurance,
+    /// SHA-256 of the EK certificate (DER, as read from NV), or `None` below `tpm`.
+    #[serde(with = "digest")]
+    pub ek_certificate_sha256: Option<[u8; 32]>,
+    /// The AK's Name (`nameAlg || H(TPMT_PUBLIC)`), empty below `tpm`.
+    #[serde(default, with = "hex_bytes")]
+    pub ak_name: Vec<u8>,
+    /// The key the device's sessions must be bound to.
+    pub session_key: Jwk,
+    pub created_at: UnixTime,
+    pub revoked: Option<Revocation>,
+}
+
+impl DeviceRecord {
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.is_some()
+    }
+}
+
+/// When and by whom a device was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub at: UnixTime,
+    /// `owner`, or `operator`.
+    pub by: String,
+}
+
+/// A one-time code a signed-in user creates so that a device can enroll on their behalf. The
+/// store keys it by the SHA-256 of the code, so the code itself is never stored.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentCode {
+    #[serde(with = "digest_required")]
+    pub code_sha256: [u8; 32],
+    pub user_id: String,
+    pub device_name: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+impl std::fmt::Debug for EnrollmentCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollmentCode")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A started TPM enrollment: the challenge from [`crate::tpm::start_enrollment`] and the person
+/// whose code started it. Consumed atomically by the finish request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEnrollment {
+    pub challenge: crate::tpm::EnrollmentChallenge,
+    pub user_id: String,
+    pub device_name: String,
+}
+
 /// SHA-256 digests as base64url strings, less than half the size of a JSON array of numbers.
 mod digest {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -182,5 +251,32 @@ mod digest {
         <[u8; 32]>::try_from(bytes.as_slice())
             .map(Some)
             .map_err(|_| serde::de::Error::custom("digest is not 32 bytes"))
+    }
+}
+
+/// A required SHA-256 digest as a base64url string.
+mod digest_required {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &[u8; 32], serializer: S) -> Result<S::Ok, S::Error> {
+        super::digest::serialize(&Some(*value), serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 32], D::Error> {
+        super::digest::deserialize(deserializer)?
+            .ok_or_else(|| serde::de::Error::custom("digest is missing"))
+    }
+}
+
+/// Byte strings as lowercase hex.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }

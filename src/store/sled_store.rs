@@ -13,9 +13,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::{
-    AgentChange, AgentRecord, AuditEntry, DeviceGrantRecord, RegistrationChallenge, SessionRecord,
-    SessionState, SigningKeyRecord, Store, StoreError, SyncFuture, TokenRecord, Update, UserRecord,
-    Versioned,
+    AgentChange, AgentRecord, AuditEntry, DeviceGrantRecord, DeviceRecord, EnrollmentCode,
+    PendingEnrollment, RegistrationChallenge, SessionRecord, SessionState, SigningKeyRecord, Store,
+    StoreError, SyncFuture, TokenRecord, Update, UserRecord, Versioned,
 };
 
 const USERS: &str = "users";
@@ -24,6 +24,10 @@ const SESSIONS: &str = "sessions";
 const USER_SESSIONS: &str = "user_sessions";
 const CHALLENGES: &str = "registration_challenges";
 const AUDIT: &str = "audit";
+const DEVICES: &str = "devices";
+const OWNER_DEVICES: &str = "owner_devices";
+const ENROLLMENT_CODES: &str = "enrollment_codes";
+const PENDING_ENROLLMENTS: &str = "pending_enrollments";
 const AGENTS: &str = "agents";
 const AGENT_NAMES: &str = "agent_names";
 const AGENT_CHANGES: &str = "agent_changes";
@@ -56,6 +60,10 @@ pub struct SledStore {
     audit: sled::Tree,
     /// Held while an audit entry is appended: each entry needs the hash of the one before.
     audit_append: Arc<Mutex<()>>,
+    devices: sled::Tree,
+    owner_devices: sled::Tree,
+    enrollment_codes: sled::Tree,
+    pending_enrollments: sled::Tree,
     agent_trees: AgentTrees,
     flusher: Arc<Flusher>,
 }
@@ -112,6 +120,10 @@ impl SledStore {
             challenges: tree(CHALLENGES)?,
             audit: tree(AUDIT)?,
             audit_append: Arc::new(Mutex::new(())),
+            devices: tree(DEVICES)?,
+            owner_devices: tree(OWNER_DEVICES)?,
+            enrollment_codes: tree(ENROLLMENT_CODES)?,
+            pending_enrollments: tree(PENDING_ENROLLMENTS)?,
             agent_trees: AgentTrees {
                 agents: tree(AGENTS)?,
                 agent_names: tree(AGENT_NAMES)?,
@@ -181,6 +193,36 @@ fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, S
         .transpose()
 }
 
+/// Reads a record with the bytes it was read from, for a later [`update_versioned`].
+fn get_versioned<T: DeserializeOwned>(
+    tree: &sled::Tree,
+    key: &str,
+) -> Result<Option<Versioned<T>>, StoreError> {
+    let Some(bytes) = tree.get(key).map_err(database)? else {
+        return Ok(None);
+    };
+    Ok(Some(Versioned {
+        record: decode(key.as_bytes(), &bytes)?,
+        version: bytes.to_vec(),
+    }))
+}
+
+/// Writes `next` under `key` only if the stored bytes are still those `current` was read from.
+fn update_versioned<T: Serialize>(
+    tree: &sled::Tree,
+    key: &str,
+    current: &Versioned<T>,
+    next: &T,
+) -> Result<Update, StoreError> {
+    let swapped = tree
+        .compare_and_swap(key, Some(current.version.as_slice()), Some(encode(next)?))
+        .map_err(database)?;
+    Ok(match swapped {
+        Ok(()) => Update::Applied,
+        Err(_) => Update::Conflict,
+    })
+}
+
 /// Builds the index key of a user's session: user id, a zero byte, session id.
 fn user_session_key(user_id: &str, session_id: &str) -> Vec<u8> {
     [user_id.as_bytes(), &[0], session_id.as_bytes()].concat()
@@ -233,13 +275,7 @@ impl Store for SledStore {
     }
 
     fn find_session(&self, id: &str) -> Result<Option<Versioned<SessionRecord>>, StoreError> {
-        let Some(bytes) = self.sessions.get(id).map_err(database)? else {
-            return Ok(None);
-        };
-        Ok(Some(Versioned {
-            record: decode(id.as_bytes(), &bytes)?,
-            version: bytes.to_vec(),
-        }))
+        get_versioned(&self.sessions, id)
     }
 
     fn update_session(
@@ -247,18 +283,7 @@ impl Store for SledStore {
         current: &Versioned<SessionRecord>,
         next: &SessionRecord,
     ) -> Result<Update, StoreError> {
-        let swapped = self
-            .sessions
-            .compare_and_swap(
-                &current.record.id,
-                Some(current.version.as_slice()),
-                Some(encode(next)?),
-            )
-            .map_err(database)?;
-        Ok(match swapped {
-            Ok(()) => Update::Applied,
-            Err(_) => Update::Conflict,
-        })
+        update_versioned(&self.sessions, &current.record.id, current, next)
     }
 
     fn list_sessions(&self, user_id: Option<&str>) -> Result<Vec<SessionRecord>, StoreError> {
@@ -377,6 +402,119 @@ impl Store for SledStore {
                 decode(&key, &value)
             })
             .collect()
+    }
+
+    fn insert_device(&self, device: &DeviceRecord) -> Result<bool, StoreError> {
+        let inserted = self
+            .devices
+            .compare_and_swap(&device.id, None::<&[u8]>, Some(encode(device)?))
+            .map_err(database)?;
+        if inserted.is_err() {
+            return Ok(false);
+        }
+        self.owner_devices
+            .insert(user_session_key(&device.owner_id, &device.id), &[])
+            .map_err(database)?;
+        Ok(true)
+    }
+
+    fn find_device(&self, id: &str) -> Result<Option<Versioned<DeviceRecord>>, StoreError> {
+        get_versioned(&self.devices, id)
+    }
+
+    fn update_device(
+        &self,
+        current: &Versioned<DeviceRecord>,
+        next: &DeviceRecord,
+    ) -> Result<Update, StoreError> {
+        update_versioned(&self.devices, &current.record.id, current, next)
+    }
+
+    fn list_devices(&self, owner_id: Option<&str>) -> Result<Vec<DeviceRecord>, StoreError> {
+        let mut devices = Vec::new();
+        match owner_id {
+            Some(owner_id) => {
+                let prefix = [owner_id.as_bytes(), &[0]].concat();
+                for entry in self.owner_devices.scan_prefix(&prefix) {
+                    let (key, _) = entry.map_err(database)?;
+                    let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                    if let Some(device) = self.find_device(&id)? {
+                        devices.push(device.record);
+                    }
+                }
+            }
+            None => {
+                for entry in self.devices.iter() {
+                    let (key, value) = entry.map_err(database)?;
+                    devices.push(decode(&key, &value)?);
+                }
+            }
+        }
+        devices
+            .sort_by(|a: &DeviceRecord, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(devices)
+    }
+
+    fn insert_enrollment_code(&self, code: &EnrollmentCode) -> Result<(), StoreError> {
+        self.enrollment_codes
+            .insert(code.code_sha256, encode(code)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn consume_enrollment_code(
+        &self,
+        code_sha256: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<EnrollmentCode>, StoreError> {
+        let Some(bytes) = self
+            .enrollment_codes
+            .remove(code_sha256)
+            .map_err(database)?
+        else {
+            return Ok(None);
+        };
+        let code: EnrollmentCode = decode(b"enrollment code", &bytes)?;
+        Ok((now < code.expires_at).then_some(code))
+    }
+
+    fn insert_pending_enrollment(&self, pending: &PendingEnrollment) -> Result<(), StoreError> {
+        self.pending_enrollments
+            .insert(&pending.challenge.id, encode(pending)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn consume_pending_enrollment(
+        &self,
+        id: &str,
+    ) -> Result<Option<PendingEnrollment>, StoreError> {
+        self.pending_enrollments
+            .remove(id)
+            .map_err(database)?
+            .map(|bytes| decode(b"pending enrollment", &bytes))
+            .transpose()
+    }
+
+    fn purge_enrollments(&self, now: u64) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        for entry in self.enrollment_codes.iter() {
+            let (key, value) = entry.map_err(database)?;
+            let code: EnrollmentCode = decode(b"enrollment code", &value)?;
+            if code.expires_at <= now {
+                self.enrollment_codes.remove(&key).map_err(database)?;
+                purged += 1;
+            }
+        }
+        for entry in self.pending_enrollments.iter() {
+            let (key, value) = entry.map_err(database)?;
+            let pending: PendingEnrollment = decode(b"pending enrollment", &value)?;
+            if pending.challenge.expires_at <= now {
+                self.pending_enrollments.remove(&key).map_err(database)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
     }
 
     // Agents, device authorization grants, access tokens, DPoP proofs and signing keys.
@@ -620,19 +758,6 @@ fn decode_all<T: DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<T>, StoreErr
             decode(&key, &value)
         })
         .collect()
-}
-
-fn get_versioned<T: DeserializeOwned>(
-    tree: &sled::Tree,
-    key: &str,
-) -> Result<Option<Versioned<T>>, StoreError> {
-    let Some(bytes) = tree.get(key).map_err(database)? else {
-        return Ok(None);
-    };
-    Ok(Some(Versioned {
-        record: decode(key.as_bytes(), &bytes)?,
-        version: bytes.to_vec(),
-    }))
 }
 
 impl SledStore {

@@ -1,0 +1,683 @@
+//! Devices: the owner's pages and API for enrollment codes, device lists and revocation; the
+//! two enrollment requests a device makes; the operator's device API; and a route that demands
+//! a session at assurance `tpm`.
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::AppState;
+use super::admin::{SessionFilter, check_admin};
+use super::api::{api_error, api_error_store, api_session};
+use super::auth::CurrentSession;
+use super::pages::{forbidden_origin, internal_error, signed_in};
+use super::routes;
+use super::views::{escape, page, utc};
+use crate::clock::UnixTime;
+use crate::crypto::base64url;
+use crate::dbsc::headers;
+use crate::device::{self, wire};
+use crate::store::{Assurance, DeviceRecord, PendingEnrollment, StoreError, Versioned};
+use crate::tpm::{self, EnrollmentRequest, EnrollmentResponse, TpmError};
+
+/// A device as its owner and operators see it: evidence digests, never key material.
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub owner_id: String,
+    pub name: String,
+    pub assurance: &'static str,
+    pub ek_certificate_sha256: Option<String>,
+    pub ak_name: String,
+    pub created_at: u64,
+    pub revoked_at: Option<u64>,
+    pub revoked_by: Option<String>,
+}
+
+impl DeviceView {
+    pub fn new(device: &DeviceRecord) -> Self {
+        Self {
+            id: device.id.clone(),
+            owner_id: device.owner_id.clone(),
+            name: device.name.clone(),
+            assurance: device.assurance.name(),
+            ek_certificate_sha256: device.ek_certificate_sha256.map(hex::encode),
+            ak_name: hex::encode(&device.ak_name),
+            created_at: device.created_at,
+            revoked_at: device.revoked.as_ref().map(|revoked| revoked.at),
+            revoked_by: device.revoked.as_ref().map(|revoked| revoked.by.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewCode {
+    name: String,
+}
+
+// ---- The owner's pages --------------------------------------------------------------------
+
+/// Lists the user's devices, with a form to create an enrollment code.
+pub async fn devices_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let now = state.clock.now();
+    let current = match signed_in(&state, &headers, now, "devices") {
+        Ok(current) => current,
+        Err(response) => return response,
+    };
+    let devices = match state.store.list_devices(Some(&current.user.id)) {
+        Ok(devices) => devices,
+        Err(error) => return internal_error("devices", &error),
+    };
+    let mut rows = String::new();
+    for device in &devices {
+        let action = if device.is_revoked() {
+            "revoked".to_owned()
+        } else {
+            format!(
+                r#"<form method="post" action="{}"><button>Revoke</button></form>"#,
+                escape(&routes::with_id(routes::DEVICE_REVOKE, &device.id))
+            )
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{action}</td></tr>\n",
+            escape(&device.name),
+            escape(&device.id),
+            device.assurance.name(),
+            utc(device.created_at),
+        ));
+    }
+    let body = format!(
+        r#"<table><tr><th>Name</th><th>Device</th><th>Assurance</th><th>Enrolled</th><th></th></tr>
+{rows}</table>
+<h2>Enroll a device</h2>
+<form method="post" action="{codes}">
+<label>Device name <input name="name" required maxlength="{max}"></label>
+<button type="submit">Create enrollment code</button></form>
+<p><a href="{app}">Back</a></p>"#,
+        codes = routes::DEVICE_CODES,
+        max = device::MAX_NAME_CHARS,
+        app = routes::APP,
+    );
+    no_store(Html(page("Your devices", &body)))
+}
+
+/// Creates a one-time enrollment code and shows it once, with the command that uses it.
+pub async fn create_code_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<NewCode>, FormRejection>,
+) -> Response {
+    if !super::auth::same_origin(&state, &headers) {
+        return forbidden_origin(&state, "device_code");
+    }
+    let now = state.clock.now();
+    let current = match signed_in(&state, &headers, now, "device_code") {
+        Ok(current) => current,
+        Err(response) => return response,
+    };
+    let name = form.map(|Form(form)| form.name).unwrap_or_default();
+    let (code, expires_at) = match create_code(&state, &current, &name, now).await {
+        Ok(created) => created,
+        Err(CodeFailure::Invalid(error)) => {
+            let body = format!(
+                r#"<p class="notice">{}</p><p><a href="{}">Back</a></p>"#,
+                escape(&error.to_string()),
+                routes::DEVICES
+            );
+            return (
+                StatusCode::BAD_REQUEST,
+                Html(page("Enroll a device", &body)),
+            )
+                .into_response();
+        }
+        Err(CodeFailure::Store(error)) => return internal_error("device_code", &error),
+    };
+    let body = format!(
+        r#"<p>Run this on the device within 10 minutes (until {expires}). The code works once.</p>
+<pre id="enroll-command">devbound device enroll --server {origin} --tcti device:/dev/tpmrm0 --code {code}</pre>
+<p><a href="{devices}">Your devices</a></p>"#,
+        expires = utc(expires_at),
+        origin = escape(&state.policy.origin),
+        code = escape(&code),
+        devices = routes::DEVICES,
+    );
+    no_store(Html(page("Enroll a device", &body)))
+}
+
+pub async fn revoke_device_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !super::auth::same_origin(&state, &headers) {
+        return forbidden_origin(&state, "device_revoke");
+    }
+    let now = state.clock.now();
+    let current = match signed_in(&state, &headers, now, "device_revoke") {
+        Ok(current) => current,
+        Err(response) => return response,
+    };
+    match revoke_own(&state, &current, &id, now).await {
+        Ok(_) => Redirect::to(routes::DEVICES).into_response(),
+        Err(response) => response,
+    }
+}
+
+// ---- The owner's API ----------------------------------------------------------------------
+
+pub async fn api_list_devices(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let now = state.clock.now();
+    let current = match api_session(&state, &headers, now) {
+        Ok(current) => current,
+        Err(response) => return response,
+    };
+    list_response(&state, Some(&current.user.id))
+}
+
+pub async fn api_create_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewCode>, JsonRejection>,
+) -> Response {
+    if !super::auth::same_origin(&state, &headers) {
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "request came from another origin",
+        );
+    }
+    let now = state.clock.now();
+    let current = match api_session(&state, &headers, now) {
+        Ok(current) => current,
+        Err(response) => return response,
+    };
+    let Ok(Json(body)) = body else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "body must be JSON with a device name",
+        );
+    };
+    match create_code(&state, &current, &body.name, now).await {
+        Ok((code, expires_at)) => (
+            StatusCode::CREATED,
+            [(CACHE_CONTROL, "no-store")],
+            Json(
+                json!({ "code": code, "device_name": body.name.trim(), "expires_at": expires_at }),
+            ),
+        )
+            .into_response(),
+        Err(CodeFailure::Invalid(_)) => api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "device name must be 1 to 64 printable characters",
+        ),
+        Err(CodeFailure::Store(error)) => api_error_store(&error),
+    }
+}
+
+pub async fn api_revoke_device(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !super::auth::same_origin(&state, &headers) {
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "request came from another origin",
+        );
+    }
+    let now = state.clock.now();
+    let current = match api_session(&state, &headers, now) {
+        Ok(current) => current,
+        Err(response) => return response,
+    };
+    match revoke_own(&state, &current, &id, now).await {
+        Ok(device) => Json(DeviceView::new(&device)).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// Answers only for a session at assurance `tpm`: an example of a route that demands it.
+pub async fn api_attested(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let now = state.clock.now();
+    let current = match require_assurance(&state, &headers, now, Assurance::Tpm) {
+        Ok(current) => current,
+        Err(response) => return response,
+    };
+    let session = &current.session.record;
+    Json(json!({
+        "user": current.user.name,
+        "session": session.id,
+        "device_id": session.device_id,
+        "assurance": session.assurance.name(),
+    }))
+    .into_response()
+}
+
+/// Authenticates the request and demands a session at `required` or stronger. A weaker session
+/// gets 403 `insufficient_assurance`, naming what the route requires and what it has.
+pub fn require_assurance(
+    state: &AppState,
+    headers: &HeaderMap,
+    now: UnixTime,
+    required: Assurance,
+) -> Result<CurrentSession, Response> {
+    let current = api_session(state, headers, now)?;
+    if device::meets(&current.session.record, required) {
+        return Ok(current);
+    }
+    let has = current.session.record.assurance;
+    tracing::info!(
+        target: "security",
+        session = %current.session.record.id,
+        required = required.name(),
+        has = has.name(),
+        "request refused: session assurance too low"
+    );
+    state.metrics.refuse("assurance", "insufficient_assurance");
+    Err((
+        StatusCode::FORBIDDEN,
+        Json(json!({
+            "error": "insufficient_assurance",
+            "error_description": format!(
+                "this route requires a session at assurance {}; this session is {}",
+                required.name(),
+                has.name()
+            ),
+            "required": required.name(),
+            "assurance": has.name(),
+        })),
+    )
+        .into_response())
+}
+
+// ---- Enrollment, called by the device -----------------------------------------------------
+
+/// Checks the one-time code, the EK certificate, the EK and the AK, and answers with
+/// MakeCredential's output and a nonce for TPM2_Certify.
+pub async fn enroll_start(
+    State(state): State<AppState>,
+    body: Result<Json<wire::StartRequest>, JsonRejection>,
+) -> Response {
+    let now = state.clock.now();
+    let Ok(Json(body)) = body else {
+        return enrollment_bad_request(&state, "start", "malformed_body");
+    };
+    let ek_certificate = match body.ek_certificate.as_deref().map(decode) {
+        None => None,
+        Some(Some(der)) => Some(der),
+        Some(None) => return enrollment_bad_request(&state, "start", "malformed_encoding"),
+    };
+    let (Some(ek_public), Some(ak_public)) = (decode(&body.ek_public), decode(&body.ak_public))
+    else {
+        return enrollment_bad_request(&state, "start", "malformed_encoding");
+    };
+
+    let code = match state
+        .store
+        .consume_enrollment_code(&device::code_sha256(&body.code), now)
+    {
+        Ok(Some(code)) => code,
+        Ok(None) => {
+            tracing::info!(target: "security", "device enrollment refused: unknown, used or expired code");
+            state.metrics.refuse("enrollment", "invalid_code");
+            return api_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_code",
+                "the enrollment code is unknown, used or expired; create a new one",
+            );
+        }
+        Err(error) => return api_error_store(&error),
+    };
+
+    let request = EnrollmentRequest {
+        ek_certificate: ek_certificate.as_deref(),
+        ek_public: &ek_public,
+        ak_public: &ak_public,
+    };
+    let started = {
+        let mut rng = rand::thread_rng();
+        tpm::start_enrollment(&state.enrollment, request, now, &mut rng)
+    };
+    let started = match started {
+        Ok(started) => started,
+        Err(error) => return enrollment_refused(&state, "start", &code.user_id, &error),
+    };
+    let pending = PendingEnrollment {
+        challenge: started.challenge,
+        user_id: code.user_id,
+        device_name: code.device_name,
+    };
+    if let Err(error) =
+        store_and_sync(&state, |store| store.insert_pending_enrollment(&pending)).await
+    {
+        return api_error_store(&error);
+    }
+    tracing::info!(
+        target: "security",
+        user = %pending.user_id,
+        ak_name = %hex::encode(&pending.challenge.ak_name),
+        "device enrollment started: EK certificate trusted, credential issued"
+    );
+    let response = wire::StartResponse {
+        challenge_id: pending.challenge.id.clone(),
+        credential_blob: base64url::encode(&started.credential.credential_blob),
+        encrypted_secret: base64url::encode(&started.credential.encrypted_secret),
+        certify_nonce: base64url::encode(&pending.challenge.certify_nonce),
+    };
+    no_store(Json(response))
+}
+
+/// Consumes the challenge, checks the activated secret and the certification, records the
+/// device and offers a DBSC registration that only the certified key can complete.
+pub async fn enroll_finish(
+    State(state): State<AppState>,
+    body: Result<Json<wire::FinishRequest>, JsonRejection>,
+) -> Response {
+    let now = state.clock.now();
+    let Ok(Json(body)) = body else {
+        return enrollment_bad_request(&state, "finish", "malformed_body");
+    };
+    let (Some(secret), Some(key_public), Some(certify_info), Some(signature)) = (
+        decode(&body.activated_secret),
+        decode(&body.key_public),
+        decode(&body.certify_info),
+        decode(&body.signature),
+    ) else {
+        return enrollment_bad_request(&state, "finish", "malformed_encoding");
+    };
+
+    // The challenge is spent by this request whatever its outcome: a second answer is refused.
+    let pending = match state.store.consume_pending_enrollment(&body.challenge_id) {
+        Ok(pending) => pending,
+        Err(error) => return api_error_store(&error),
+    };
+    let user_id = pending
+        .as_ref()
+        .map_or("-", |p| p.user_id.as_str())
+        .to_owned();
+    let response = EnrollmentResponse {
+        activated_secret: &secret,
+        key_public: &key_public,
+        certify_info: &certify_info,
+        signature: &signature,
+    };
+    let enrollment = tpm::finish_enrollment(
+        pending.as_ref().map(|pending| pending.challenge.clone()),
+        response,
+        now,
+    );
+    let (pending, enrollment) = match (pending, enrollment) {
+        (Some(pending), Ok(enrollment)) => (pending, enrollment),
+        (_, Err(error)) => return enrollment_refused(&state, "finish", &user_id, &error),
+        (None, Ok(_)) => {
+            return enrollment_refused(&state, "finish", &user_id, &TpmError::UnknownChallenge);
+        }
+    };
+
+    let (device, sign_in) = {
+        let mut rng = rand::thread_rng();
+        let device = device::enrolled_device(&pending, enrollment, now, &mut rng);
+        let sign_in = device::begin_device_session(&state.policy, &device, now, &mut rng);
+        (device, sign_in)
+    };
+    let Ok(sign_in) = sign_in else {
+        return api_error_store(&StoreError::Database("registration header".into()));
+    };
+    let stored = store_and_sync(&state, |store| {
+        if !store.insert_device(&device)? {
+            return Err(StoreError::Database("device id collision".into()));
+        }
+        store.insert_session(&sign_in.session)?;
+        store.insert_challenge(&sign_in.challenge)
+    })
+    .await;
+    if let Err(error) = stored {
+        return api_error_store(&error);
+    }
+    tracing::info!(
+        target: "security",
+        device = %device.id,
+        user = %device.owner_id,
+        assurance = device.assurance.name(),
+        ak_name = %hex::encode(&device.ak_name),
+        session = %sign_in.session.id,
+        "device enrolled; DBSC registration offered for its certified key"
+    );
+    state
+        .metrics
+        .registrations
+        .get_or_create(&crate::metrics::Outcome {
+            outcome: "device_enrolled",
+        })
+        .inc();
+    let Ok(registration) = HeaderValue::from_str(&sign_in.registration_header) else {
+        return api_error_store(&StoreError::Database("registration header".into()));
+    };
+    (
+        [
+            (HeaderName::from_static(headers::REGISTRATION), registration),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        Json(wire::FinishResponse {
+            device_id: device.id,
+            assurance: device.assurance.name().to_owned(),
+        }),
+    )
+        .into_response()
+}
+
+// ---- The operator's API -------------------------------------------------------------------
+
+pub async fn admin_list_devices(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(filter): Query<SessionFilter>,
+) -> Response {
+    if let Err(response) = check_admin(&state, peer, &headers) {
+        return response;
+    }
+    let owner_id = match filter
+        .user
+        .as_deref()
+        .map(|name| state.store.find_user_by_name(name))
+    {
+        None => None,
+        Some(Ok(Some(user))) => Some(user.id),
+        Some(Ok(None)) => return api_error(StatusCode::NOT_FOUND, "not_found", "no such user"),
+        Some(Err(error)) => return api_error_store(&error),
+    };
+    list_response(&state, owner_id.as_deref())
+}
+
+pub async fn admin_revoke_device(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = check_admin(&state, peer, &headers) {
+        return response;
+    }
+    let now = state.clock.now();
+    let device = match state.store.find_device(&id) {
+        Ok(Some(device)) => device,
+        Ok(None) => return api_error(StatusCode::NOT_FOUND, "not_found", "no such device"),
+        Err(error) => return api_error_store(&error),
+    };
+    match revoke_device(&state, device, "operator", now).await {
+        Ok(device) => Json(DeviceView::new(&device)).into_response(),
+        Err(error) => api_error_store(&error),
+    }
+}
+
+// ---- Shared steps -------------------------------------------------------------------------
+
+/// Checks whether a session belongs to a device that is revoked or gone; refresh ends such a
+/// session.
+pub fn device_revoked(state: &AppState, device_id: &str) -> Result<bool, StoreError> {
+    Ok(state
+        .store
+        .find_device(device_id)?
+        .is_none_or(|device| device.record.is_revoked()))
+}
+
+/// Finds the device a registered session claims, for [`device::bind_to_device`].
+pub fn session_device(
+    state: &AppState,
+    device_id: Option<&str>,
+) -> Result<Option<DeviceRecord>, StoreError> {
+    match device_id {
+        Some(id) => Ok(state.store.find_device(id)?.map(|device| device.record)),
+        None => Ok(None),
+    }
+}
+
+enum CodeFailure {
+    Invalid(device::DeviceError),
+    Store(StoreError),
+}
+
+async fn create_code(
+    state: &AppState,
+    current: &CurrentSession,
+    name: &str,
+    now: UnixTime,
+) -> Result<(String, UnixTime), CodeFailure> {
+    let new = {
+        let mut rng = rand::thread_rng();
+        device::new_enrollment_code(&current.user.id, name, now, &mut rng)
+    }
+    .map_err(CodeFailure::Invalid)?;
+    store_and_sync(state, |store| store.insert_enrollment_code(&new.record))
+        .await
+        .map_err(CodeFailure::Store)?;
+    tracing::info!(
+        target: "security",
+        user = %current.user.id,
+        session = %current.session.record.id,
+        "device enrollment code created"
+    );
+    Ok((new.code.expose().to_owned(), new.record.expires_at))
+}
+
+/// Revokes one of the signed-in user's devices. Another user's device is reported as not
+/// found, so that device ids cannot be probed.
+async fn revoke_own(
+    state: &AppState,
+    current: &CurrentSession,
+    id: &str,
+    now: UnixTime,
+) -> Result<DeviceRecord, Response> {
+    let device = state
+        .store
+        .find_device(id)
+        .map_err(|error| api_error_store(&error))?
+        .filter(|device| device.record.owner_id == current.user.id)
+        .ok_or_else(|| api_error(StatusCode::NOT_FOUND, "not_found", "no such device"))?;
+    revoke_device(state, device, "owner", now)
+        .await
+        .map_err(|error| api_error_store(&error))
+}
+
+/// Revokes a device and its live sessions, durably.
+async fn revoke_device(
+    state: &AppState,
+    device: Versioned<DeviceRecord>,
+    by: &str,
+    now: UnixTime,
+) -> Result<DeviceRecord, StoreError> {
+    let revoked = device::revoke_stored(state.store.as_ref(), &device.record.id, by, now)?
+        .ok_or_else(|| StoreError::Database("device disappeared".into()))?;
+    state.store.sync().await?;
+    tracing::info!(
+        target: "security",
+        device = %revoked.device.id,
+        user = %revoked.device.owner_id,
+        by,
+        sessions = ?revoked.ended_sessions,
+        "device revoked with its sessions"
+    );
+    Ok(revoked.device)
+}
+
+fn list_response(state: &AppState, owner_id: Option<&str>) -> Response {
+    match state.store.list_devices(owner_id) {
+        Ok(devices) => {
+            let views: Vec<DeviceView> = devices.iter().map(DeviceView::new).collect();
+            Json(json!({ "devices": views })).into_response()
+        }
+        Err(error) => api_error_store(&error),
+    }
+}
+
+fn enrollment_refused(
+    state: &AppState,
+    step: &'static str,
+    user_id: &str,
+    error: &TpmError,
+) -> Response {
+    if let TpmError::Internal(_) = error {
+        tracing::error!(step, %error, "device enrollment failed inside the server");
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal error",
+        );
+    }
+    tracing::info!(
+        target: "security",
+        step,
+        user = %user_id,
+        reason = error.reason(),
+        %error,
+        "device enrollment refused"
+    );
+    state.metrics.refuse("enrollment", error.reason());
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({
+            "error": "enrollment_refused",
+            "reason": error.reason(),
+            "error_description": error.to_string(),
+        })),
+    )
+        .into_response()
+}
+
+fn enrollment_bad_request(state: &AppState, step: &'static str, reason: &'static str) -> Response {
+    tracing::info!(target: "security", step, reason, "device enrollment request malformed");
+    state.metrics.refuse("enrollment", reason);
+    api_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "body must be JSON with base64url TPM structures",
+    )
+}
+
+fn decode(text: &str) -> Option<Vec<u8>> {
+    base64url::decode(text).ok()
+}
+
+/// Runs store writes, then waits until they are durable.
+async fn store_and_sync(
+    state: &AppState,
+    write: impl FnOnce(&dyn crate::store::Store) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    write(state.store.as_ref())?;
+    state.store.sync().await
+}
+
+fn no_store(body: impl IntoResponse) -> Response {
+    ([(CACHE_CONTROL, "no-store")], body).into_response()
+}

@@ -1,0 +1,167 @@
+//! Store verbs for devices, enrollment codes and started enrollments, on a real sled database.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::{
+    Assurance, DeviceRecord, EnrollmentCode, PendingEnrollment, Revocation, SessionRecord,
+    SledStore, Store, Update,
+};
+use crate::crypto::Jwk;
+use crate::tpm::EnrollmentChallenge;
+
+fn open() -> (tempfile::TempDir, SledStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+    (dir, store)
+}
+
+fn device(id: &str, owner: &str, created_at: u64) -> DeviceRecord {
+    let jwk = Jwk::from_value(&serde_json::json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "x": "WKn-ZIGevcwGIyyrzFoZNBdaq9_TsqzGl96oc0CWuis",
+        "y": "y77t-RvAHRKTsSGdIYUfweuOvwrvDD-Q3Hv5J0fSKbE",
+    }))
+    .unwrap();
+    DeviceRecord {
+        id: id.into(),
+        owner_id: owner.into(),
+        name: "laptop".into(),
+        assurance: Assurance::Tpm,
+        ek_certificate_sha256: Some([7; 32]),
+        ak_name: vec![0, 0x0b, 1, 2, 3],
+        session_key: jwk,
+        created_at,
+        revoked: None,
+    }
+}
+
+#[test]
+fn devices_are_listed_by_owner_and_updated_only_if_unchanged() {
+    let (_dir, store) = open();
+    assert!(store.insert_device(&device("d1", "alice", 10)).unwrap());
+    assert!(store.insert_device(&device("d2", "alice", 20)).unwrap());
+    assert!(store.insert_device(&device("d3", "bob", 30)).unwrap());
+    assert!(!store.insert_device(&device("d1", "bob", 40)).unwrap());
+
+    let alice: Vec<String> = store
+        .list_devices(Some("alice"))
+        .unwrap()
+        .into_iter()
+        .map(|device| device.id)
+        .collect();
+    assert_eq!(alice, ["d2", "d1"]);
+    assert_eq!(store.list_devices(None).unwrap().len(), 3);
+    assert_eq!(
+        store.find_device("d1").unwrap().unwrap().record.owner_id,
+        "alice"
+    );
+
+    let current = store.find_device("d1").unwrap().unwrap();
+    let mut revoked = current.record.clone();
+    revoked.revoked = Some(Revocation {
+        at: 50,
+        by: "owner".into(),
+    });
+    assert_eq!(
+        store.update_device(&current, &revoked).unwrap(),
+        Update::Applied
+    );
+    // A second writer holding the old version loses.
+    assert_eq!(
+        store.update_device(&current, &revoked).unwrap(),
+        Update::Conflict
+    );
+    assert!(
+        store
+            .find_device("d1")
+            .unwrap()
+            .unwrap()
+            .record
+            .is_revoked()
+    );
+}
+
+#[test]
+fn an_enrollment_code_is_consumed_once_and_not_after_expiry() {
+    let (_dir, store) = open();
+    let code = |digest: u8, expires_at| EnrollmentCode {
+        code_sha256: [digest; 32],
+        user_id: "alice".into(),
+        device_name: "laptop".into(),
+        created_at: 0,
+        expires_at,
+    };
+    store.insert_enrollment_code(&code(1, 100)).unwrap();
+    store.insert_enrollment_code(&code(2, 100)).unwrap();
+
+    assert!(
+        store
+            .consume_enrollment_code(&[1; 32], 99)
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .consume_enrollment_code(&[1; 32], 99)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .consume_enrollment_code(&[2; 32], 100)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .consume_enrollment_code(&[2; 32], 0)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .consume_enrollment_code(&[3; 32], 0)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn a_started_enrollment_is_consumed_once_and_purged_after_expiry() {
+    let (_dir, store) = open();
+    let pending = |id: &str, expires_at| PendingEnrollment {
+        challenge: EnrollmentChallenge {
+            id: id.into(),
+            secret_sha256: [0; 32],
+            certify_nonce: vec![1; 32],
+            ak_public: vec![2; 10],
+            ak_name: vec![3; 34],
+            ek_certificate_sha256: [4; 32],
+            expires_at,
+        },
+        user_id: "alice".into(),
+        device_name: "laptop".into(),
+    };
+    store.insert_pending_enrollment(&pending("a", 100)).unwrap();
+    store.insert_pending_enrollment(&pending("b", 100)).unwrap();
+    assert_eq!(
+        store.consume_pending_enrollment("a").unwrap(),
+        Some(pending("a", 100))
+    );
+    assert_eq!(store.consume_pending_enrollment("a").unwrap(), None);
+
+    assert_eq!(store.purge_enrollments(100).unwrap(), 1);
+    assert_eq!(store.consume_pending_enrollment("b").unwrap(), None);
+}
+
+#[test]
+fn a_session_stored_before_devices_existed_still_loads() {
+    let old = serde_json::json!({
+        "id": "s1", "user_id": "alice", "state": {"state": "pending"},
+        "created_at": 1, "expires_at": 2, "authorization_digest": null, "key": null,
+        "assurance": "software", "challenge": null, "credential_digest": null,
+        "credential_expires_at": 0, "last_proof_at": null, "refresh_count": 0,
+    });
+    let session: SessionRecord = serde_json::from_value(old).unwrap();
+    assert_eq!(session.device_id, None);
+}
