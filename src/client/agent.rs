@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::dbsc::ClientError;
-use super::key::{SessionKey, sign_jws};
+use super::key::{ProofSigner, SessionKey, sign_jws};
 use crate::clock::Clock;
 use crate::crypto::{Secret, base64url, secret::sha256};
 use crate::dbsc::headers;
@@ -60,12 +60,13 @@ pub struct ExchangeParams<'a> {
     pub may_act: Option<&'a str>,
 }
 
-/// An agent holding a session key, its bound session and its grant token.
+/// An agent holding a session key, its bound session and its grant token. The key is a
+/// software key unless another [`ProofSigner`], such as a TPM-held key, is given.
 #[derive(Debug)]
-pub struct AgentClient {
+pub struct AgentClient<S: ProofSigner = SessionKey> {
     http: reqwest::Client,
     origin: String,
-    key: SessionKey,
+    key: S,
     clock: Arc<dyn Clock>,
     pub agent_id: String,
     pub session_id: Option<String>,
@@ -73,13 +74,13 @@ pub struct AgentClient {
     challenge: Option<String>,
 }
 
-impl AgentClient {
+impl<S: ProofSigner> AgentClient<S> {
     /// `clock` sets the `iat` of proofs; it must agree with the server's within a minute.
     pub fn new(
         http: reqwest::Client,
         origin: &str,
         agent_id: &str,
-        key: SessionKey,
+        key: S,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
@@ -98,7 +99,7 @@ impl AgentClient {
         format!("{}{path}", self.origin)
     }
 
-    pub fn key(&self) -> &SessionKey {
+    pub fn key(&self) -> &S {
         &self.key
     }
 

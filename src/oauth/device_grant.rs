@@ -253,7 +253,12 @@ fn issue_grant_token(
     };
     let lineage = TokenLineage {
         sessions: vec![session_id.to_owned()],
-        devices: Vec::new(),
+        devices: facts
+            .session
+            .as_ref()
+            .and_then(|session| session.device_id.clone())
+            .into_iter()
+            .collect(),
         agents: vec![facts.agent.id.clone()],
         ancestors: Vec::new(),
     };

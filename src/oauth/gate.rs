@@ -7,7 +7,8 @@
 
 use crate::clock::UnixTime;
 use crate::store::{
-    AgentRecord, AgentState, SessionRecord, Store, TokenLineage, TokenRecord, UserRecord,
+    AgentRecord, AgentState, DeviceRecord, SessionRecord, Store, TokenLineage, TokenRecord,
+    UserRecord,
 };
 
 use super::OAuthError;
@@ -18,6 +19,8 @@ pub struct ActorFacts {
     pub agent: AgentRecord,
     pub owner: Option<UserRecord>,
     pub session: Option<SessionRecord>,
+    /// The device the session is bound to, if it has one; `None` also if the record is gone.
+    pub device: Option<DeviceRecord>,
 }
 
 impl ActorFacts {
@@ -28,10 +31,18 @@ impl ActorFacts {
             .ok_or(OAuthError::UnknownAgent)?;
         let owner = store.find_user(&agent.owner_id)?;
         let session = store.find_session(session_id)?.map(|found| found.record);
+        let device = match session
+            .as_ref()
+            .and_then(|session| session.device_id.as_deref())
+        {
+            Some(device_id) => store.find_device(device_id)?.map(|found| found.record),
+            None => None,
+        };
         Ok(Self {
             agent,
             owner,
             session,
+            device,
         })
     }
 }
@@ -57,6 +68,10 @@ pub fn check_actor(
     }
     if session.user_id != facts.agent.owner_id {
         return Err(OAuthError::NotOwner);
+    }
+    // A session on an enrolled device is usable only while the device is.
+    if session.device_id.is_some() && facts.device.as_ref().is_none_or(DeviceRecord::is_revoked) {
+        return Err(OAuthError::DeviceRevoked);
     }
 
     // RFC 9449 §10: the token is bound to the key that proves possession for the session.
@@ -132,6 +147,14 @@ fn check_lineage(
             .ok_or(OAuthError::AgentRevoked)?;
         check_agent(&agent)?;
     }
+    for device_id in &lineage.devices {
+        let revoked = store
+            .find_device(device_id)?
+            .is_none_or(|device| device.record.is_revoked());
+        if revoked {
+            return Err(OAuthError::DeviceRevoked);
+        }
+    }
     for session_id in &lineage.sessions {
         let live = store
             .find_session(session_id)?
@@ -141,4 +164,140 @@ fn check_lineage(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::SessionKey;
+    use crate::crypto::{Algorithm, Jwk};
+    use crate::store::{Assurance, BoundKey, Revocation};
+
+    const NOW: UnixTime = 1_000_000;
+    const WINDOW: u64 = 600;
+
+    fn key() -> Jwk {
+        let key = SessionKey::generate(Algorithm::Es256).unwrap();
+        Jwk::from_value(&key.public_jwk()).unwrap()
+    }
+
+    fn facts(jwk: &Jwk) -> ActorFacts {
+        let policy = crate::config::ServeOptions::default()
+            .resolve()
+            .unwrap()
+            .policy;
+        let mut rng = rand::thread_rng();
+        let mut session = crate::dbsc::begin_sign_in(&policy, "owner", NOW, &mut rng)
+            .unwrap()
+            .session;
+        session.state = crate::store::SessionState::Bound;
+        session.expires_at = NOW + 3600;
+        session.key = Some(BoundKey {
+            alg: Algorithm::Es256,
+            jwk: jwk.clone(),
+        });
+        session.last_proof_at = Some(NOW - 10);
+        let agent = AgentRecord {
+            id: "agent".into(),
+            name: "agent".into(),
+            owner_id: "owner".into(),
+            audiences: vec![],
+            scopes: vec![],
+            required_assurance: Assurance::Software,
+            state: AgentState::Active,
+            created_at: NOW,
+            updated_at: NOW,
+        };
+        let owner = UserRecord {
+            id: "owner".into(),
+            name: "owner".into(),
+            password_hash: String::new(),
+            created_at: NOW,
+        };
+        ActorFacts {
+            agent,
+            owner: Some(owner),
+            session: Some(session),
+            device: None,
+        }
+    }
+
+    fn device(jwk: &Jwk, revoked: bool) -> DeviceRecord {
+        DeviceRecord {
+            id: "device".into(),
+            owner_id: "owner".into(),
+            name: "laptop".into(),
+            assurance: Assurance::Tpm,
+            ek_certificate_sha256: None,
+            ak_name: Vec::new(),
+            session_key: jwk.clone(),
+            created_at: NOW,
+            revoked: revoked.then(|| Revocation {
+                at: NOW,
+                by: "owner".into(),
+            }),
+        }
+    }
+
+    fn condition(facts: &ActorFacts, jkt: &str) -> &'static str {
+        match check_actor(facts, jkt, NOW, WINDOW) {
+            Ok(()) => "passed",
+            Err(error) => error.condition(),
+        }
+    }
+
+    #[test]
+    fn check_actor_passes_fresh_bound_session() {
+        let jwk = key();
+        assert_eq!(condition(&facts(&jwk), &jwk.thumbprint()), "passed");
+    }
+
+    #[test]
+    fn check_actor_names_each_failed_condition() {
+        let jwk = key();
+        let jkt = jwk.thumbprint();
+
+        let mut stale = facts(&jwk);
+        stale.session.as_mut().unwrap().last_proof_at = Some(NOW - WINDOW - 1);
+        assert_eq!(condition(&stale, &jkt), "session_proof_stale");
+
+        let mut software = facts(&jwk);
+        software.agent.required_assurance = Assurance::Tpm;
+        assert_eq!(condition(&software, &jkt), "assurance_too_low");
+
+        let mut suspended = facts(&jwk);
+        suspended.agent.state = AgentState::Suspended;
+        assert_eq!(condition(&suspended, &jkt), "agent_suspended");
+
+        let mut no_owner = facts(&jwk);
+        no_owner.owner = None;
+        assert_eq!(condition(&no_owner, &jkt), "user_revoked");
+
+        assert_eq!(
+            condition(&facts(&jwk), &key().thumbprint()),
+            "dpop_key_mismatch"
+        );
+
+        let mut ended = facts(&jwk);
+        ended.session.as_mut().unwrap().expires_at = NOW;
+        assert_eq!(condition(&ended, &jkt), "session_ended");
+    }
+
+    #[test]
+    fn check_actor_requires_live_device() {
+        let jwk = key();
+        let jkt = jwk.thumbprint();
+        let mut on_device = facts(&jwk);
+        on_device.agent.required_assurance = Assurance::Tpm;
+        let session = on_device.session.as_mut().unwrap();
+        session.device_id = Some("device".into());
+        session.assurance = Assurance::Tpm;
+
+        on_device.device = Some(device(&jwk, false));
+        assert_eq!(condition(&on_device, &jkt), "passed");
+        on_device.device = Some(device(&jwk, true));
+        assert_eq!(condition(&on_device, &jkt), "device_revoked");
+        on_device.device = None;
+        assert_eq!(condition(&on_device, &jkt), "device_revoked");
+    }
 }

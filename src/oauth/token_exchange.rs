@@ -119,7 +119,11 @@ pub fn exchange(
             .map_or("software", |session| session.assurance.name())
             .to_owned(),
     };
-    let lineage = extend_lineage(&subject, &actor_id, session_id);
+    let device_id = facts
+        .session
+        .as_ref()
+        .and_then(|session| session.device_id.as_deref());
+    let lineage = extend_lineage(&subject, &actor_id, session_id, device_id);
     let access_token = access_token::issue(store, issuer.keys, claims.clone(), lineage)?;
     Ok(Issued {
         access_token,
@@ -279,8 +283,18 @@ fn check_delegate(
     Ok(MayAct { sub: delegate.id })
 }
 
-fn extend_lineage(subject: &TokenRecord, actor_id: &str, session_id: &str) -> TokenLineage {
+fn extend_lineage(
+    subject: &TokenRecord,
+    actor_id: &str,
+    session_id: &str,
+    device_id: Option<&str>,
+) -> TokenLineage {
     let mut lineage = subject.lineage.clone();
+    if let Some(device_id) = device_id {
+        if !lineage.devices.iter().any(|known| known == device_id) {
+            lineage.devices.push(device_id.to_owned());
+        }
+    }
     if lineage.agents.last().map(String::as_str) != Some(actor_id) {
         lineage.agents.push(actor_id.to_owned());
     }
