@@ -18,7 +18,7 @@ use crate::http::routes;
 use crate::http::{ADMIN_TOKEN_FILE, SERVER_FILE, ServerInfo, SessionView};
 use crate::store::{AuditEntry, SessionState, SledStore, Store, StoreError, Update};
 
-enum Backend {
+pub(super) enum Backend {
     Direct(SledStore),
     Remote {
         http: reqwest::Client,
@@ -109,7 +109,7 @@ fn open_or_create(data: &DataDir) -> Result<Backend, String> {
     connect(dir)
 }
 
-fn open(data: &DataDir) -> Result<Backend, String> {
+pub(super) fn open(data: &DataDir) -> Result<Backend, String> {
     let dir = &data.data_dir;
     if !dir.join("db").exists() {
         return Err(format!(
@@ -152,7 +152,7 @@ fn remote(dir: &Path) -> Result<Backend, String> {
     })
 }
 
-async fn remote_call(
+pub(super) async fn remote_call(
     backend: &Backend,
     method: reqwest::Method,
     path: &str,

@@ -32,7 +32,12 @@ pub struct AgentWorld {
 impl AgentWorld {
     /// Starts a server with a manual clock, signs in the owner and starts the example API.
     pub async fn start() -> Self {
-        let server = TestServer::default_manual().await;
+        Self::start_with_clock(true).await
+    }
+
+    /// Starts the world with a manual clock or the system clock (for spawned clients).
+    pub async fn start_with_clock(manual: bool) -> Self {
+        let server = TestServer::start(devbound::config::ServeOptions::default(), manual).await;
         let owner = server.bound_client(OWNER, Algorithm::Es256).await;
         let api_dir = tempfile::tempdir().unwrap();
         let api = example_api::start(
