@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need (Debian's Chromium, swtpm and tpm2-tools) and runs the whole test
 # suite: lints, unit tests, integration tests over HTTPS on loopback, the end-to-end test in
-# headless Chromium, and the TPM tests against a freshly provisioned swtpm. Safe to run again.
+# headless Chromium, and the TPM tests (also with `--features tpm`) against a freshly provisioned
+# swtpm. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,5 +27,14 @@ DEVBOUND_SWTPM_TCTI=$(scripts/swtpm.sh tcti "$swtpm_port")
 export DEVBOUND_SWTPM_TCTI DEVBOUND_SWTPM_TRUST_DIR="$swtpm_dir/trust" DEVBOUND_REQUIRE_SWTPM=1
 
 cargo fmt --check
+# The default build must not need the TPM libraries: tss-esapi is only behind feature `tpm`.
+if cargo tree --locked --edges normal | grep -q tss-esapi; then
+    echo "the default build depends on tss-esapi" >&2
+    exit 1
+fi
 cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --features tpm -- -D warnings
 cargo test --all-targets --locked
+# The TPM client (feature `tpm`): its unit tests, and enrollment, 2,000 TPM-signed refreshes and
+# revocation through the real `devbound device` client against the swtpm started above.
+cargo test --locked --features tpm --lib --bins --test device_tpm

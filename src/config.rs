@@ -91,6 +91,12 @@ pub struct ServeOptions {
     /// [default: <data dir>/tpm-trust]
     #[arg(long, env = "DEVBOUND_TPM_TRUST_DIR")]
     pub tpm_trust_dir: Option<PathBuf>,
+
+    /// Whether a device that fails a TPM check (untrusted or missing EK certificate, an AK or
+    /// key without the required attributes, a wrong secret or certification) may still enroll
+    /// at assurance software instead of being refused [default: false]
+    #[arg(long, env = "DEVBOUND_TPM_SOFTWARE_FALLBACK")]
+    pub tpm_software_fallback: Option<bool>,
 }
 
 /// An invalid configuration value.
@@ -125,6 +131,8 @@ pub struct Config {
     pub cache_bytes: u64,
     /// PEM files of the TPM vendor roots that EK certificates must chain to.
     pub tpm_trust_dir: PathBuf,
+    /// Whether a device failing a TPM check enrolls at `software` instead of being refused.
+    pub tpm_software_fallback: bool,
 }
 
 impl ServeOptions {
@@ -151,6 +159,7 @@ impl ServeOptions {
         self.tls_cert = self.tls_cert.or(file.tls_cert);
         self.tls_key = self.tls_key.or(file.tls_key);
         self.tpm_trust_dir = self.tpm_trust_dir.or(file.tpm_trust_dir);
+        self.tpm_software_fallback = self.tpm_software_fallback.or(file.tpm_software_fallback);
         Ok(self)
     }
 
@@ -198,6 +207,7 @@ impl ServeOptions {
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         Ok(Config {
+            tpm_software_fallback: self.tpm_software_fallback.unwrap_or(false),
             tpm_trust_dir: self
                 .tpm_trust_dir
                 .unwrap_or_else(|| data_dir.join(DEFAULT_TPM_TRUST_DIR)),

@@ -1,16 +1,17 @@
 //! Enrolled devices: one-time enrollment codes, device records built from verified TPM
 //! evidence, the binding of a device's sessions to its certified key, and revocation.
 //!
-//! A device enrolls on behalf of a signed-in user: the user creates a code, the device presents
-//! it once with its TPM evidence ([`crate::tpm::start_enrollment`]), and a finished enrollment
-//! ([`crate::tpm::finish_enrollment`]) yields a device record and a pending DBSC session whose
-//! registration must use the certified key. The session then has the device's assurance.
+//! A device enrolls on behalf of a signed-in user. The user creates a code, and the device
+//! presents it once with its TPM evidence ([`crate::tpm::start_enrollment`]). A finished
+//! enrollment ([`crate::tpm::finish_enrollment`]) yields a device record and a pending DBSC
+//! session whose registration must use the certified key. The session then has the device's
+//! assurance.
 
 use rand::{CryptoRng, RngCore};
 
 use crate::clock::UnixTime;
-use crate::crypto::Secret;
 use crate::crypto::secret::sha256;
+use crate::crypto::{Jwk, Secret};
 use crate::dbsc::{DbscError, Policy, SignIn, begin_sign_in, end_session, headers::HeaderError};
 use crate::store::{
     Assurance, DeviceRecord, EnrollmentCode, PendingEnrollment, Revocation, SessionRecord,
@@ -23,7 +24,7 @@ pub const CODE_BYTES: usize = 16;
 /// Lifetime of an enrollment code: long enough to type it on the device, short enough that a
 /// forgotten one is soon useless.
 pub const CODE_TTL: u64 = 10 * 60;
-/// Longest device name accepted, in characters.
+/// Maximum length of a device name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
 /// A reason a device request is refused before any TPM evidence is looked at.
@@ -75,14 +76,29 @@ pub fn enrolled_device(
     now: UnixTime,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> DeviceRecord {
+    let mut device = software_device(pending, enrollment.session_key.clone(), now, rng);
+    device.assurance = enrollment.assurance();
+    device.ek_certificate_sha256 = Some(enrollment.evidence.ek_certificate_sha256);
+    device.ak_name = enrollment.evidence.ak_name;
+    device
+}
+
+/// Builds the record of a device that failed the `tpm` checks and that policy lets enroll at
+/// `software`: it has proved only that it holds `session_key`, at its DBSC registration.
+pub fn software_device(
+    pending: &PendingEnrollment,
+    session_key: Jwk,
+    now: UnixTime,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> DeviceRecord {
     DeviceRecord {
         id: Secret::generate(rng, CODE_BYTES).expose().to_owned(),
         owner_id: pending.user_id.clone(),
         name: pending.device_name.clone(),
-        assurance: enrollment.assurance(),
-        ek_certificate_sha256: Some(enrollment.evidence.ek_certificate_sha256),
-        ak_name: enrollment.evidence.ak_name,
-        session_key: enrollment.session_key,
+        assurance: Assurance::Software,
+        ek_certificate_sha256: None,
+        ak_name: Vec::new(),
+        session_key,
         created_at: now,
         revoked: None,
     }
@@ -287,7 +303,7 @@ mod tests {
     use rand::rngs::StdRng;
 
     use super::*;
-    use crate::crypto::{Algorithm, Jwk};
+    use crate::crypto::Algorithm;
     use crate::store::BoundKey;
 
     fn jwk(x: &str) -> Jwk {

@@ -1,6 +1,7 @@
 //! The `devbound` command line.
 
 mod agent;
+mod device;
 mod operator;
 mod serve;
 
@@ -29,6 +30,10 @@ pub enum Command {
     /// List and revoke sessions as an operator.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// List and revoke enrolled devices as an operator; with the `tpm` feature, enroll this
+    /// machine's TPM and keep its session alive.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Read and check the hash-chained audit log of security decisions.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -67,19 +72,23 @@ pub enum UserCommand {
     },
 }
 
+/// What an operator's list shows, and how.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListFilter {
+    /// Only the records of this user name
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data: DataDir,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
     /// List sessions, newest first.
-    List {
-        /// Only the sessions of this user name
-        #[arg(long)]
-        user: Option<String>,
-        /// Print JSON instead of a table
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        data: DataDir,
-    },
+    List(ListFilter),
     /// Revoke a session: its cookie stops working at once and its next refresh ends it in the
     /// browser.
     Revoke {
@@ -88,6 +97,86 @@ pub enum SessionCommand {
         #[command(flatten)]
         data: DataDir,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List enrolled devices, newest first.
+    List(ListFilter),
+    /// Revoke a device: its sessions end at their next refresh and it cannot register new ones.
+    Revoke {
+        /// Device id, as shown by `devbound device list`
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Enroll this machine's TPM for the user who created the one-time code.
+    #[cfg(feature = "tpm")]
+    Enroll {
+        /// The devbound origin, such as https://login.example.com
+        #[arg(long)]
+        server: String,
+        /// TPM to use: device:/dev/tpmrm0, or swtpm:host=127.0.0.1,port=2321
+        #[arg(long, env = "DEVBOUND_TCTI", default_value = "device:/dev/tpmrm0")]
+        tcti: String,
+        /// The one-time enrollment code; read from standard input if omitted
+        #[arg(long)]
+        code: Option<String>,
+        /// PEM certificate the server's TLS certificate must chain to (for devbound's own
+        /// self-signed certificate, the cert.pem in its data directory)
+        #[arg(long)]
+        ca_cert: PathBuf,
+        #[command(flatten)]
+        state_dir: StateDir,
+    },
+    /// Refresh the device's session with TPM-signed proofs.
+    #[cfg(feature = "tpm")]
+    Refresh {
+        #[arg(long, env = "DEVBOUND_TCTI", default_value = "device:/dev/tpmrm0")]
+        tcti: String,
+        #[command(flatten)]
+        state_dir: StateDir,
+        /// Refresh this many times in a row, and print the time per refresh
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Afterwards GET this path with the fresh cookie and print the answer
+        #[arg(long)]
+        get: Option<String>,
+    },
+    /// Keep the device's session alive: refresh before the cookie expires, and retry with
+    /// backoff while the server is unreachable.
+    #[cfg(feature = "tpm")]
+    KeepAlive {
+        #[arg(long, env = "DEVBOUND_TCTI", default_value = "device:/dev/tpmrm0")]
+        tcti: String,
+        #[command(flatten)]
+        state_dir: StateDir,
+        /// Stop after this many refreshes
+        #[arg(long)]
+        max_refreshes: Option<u64>,
+    },
+}
+
+/// Where the device keeps its state (TPM key blobs and session ids; nothing secret).
+#[cfg(feature = "tpm")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateDir {
+    /// The device's state directory
+    #[arg(
+        long = "state-dir",
+        env = "DEVBOUND_DEVICE_STATE",
+        default_value = "devbound-device"
+    )]
+    pub path: PathBuf,
+}
+
+#[cfg(feature = "tpm")]
+impl std::ops::Deref for StateDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +206,7 @@ pub async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Serve(options) => serve::run(*options).await,
         Command::User(command) => operator::user(command).await,
         Command::Session(command) => operator::session(command).await,
+        Command::Device(command) => device::run(command).await,
         Command::Audit(command) => operator::audit(command).await,
         Command::Agent(command) => agent::run(command).await,
     };

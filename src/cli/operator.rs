@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{AuditCommand, DataDir, SessionCommand, UserCommand};
+use super::{AuditCommand, DataDir, ListFilter, SessionCommand, UserCommand};
 use crate::account;
 use crate::audit::{self, Event};
 use crate::clock::{Clock, SystemClock};
@@ -62,7 +62,7 @@ pub async fn user(command: UserCommand) -> Result<(), String> {
 
 pub async fn session(command: SessionCommand) -> Result<(), String> {
     match command {
-        SessionCommand::List { user, json, data } => {
+        SessionCommand::List(ListFilter { user, json, data }) => {
             let sessions = list_sessions(&open(&data)?, user.as_deref()).await?;
             if json {
                 println!(
@@ -216,19 +216,25 @@ async fn add_user(backend: &Backend, name: &str, password: &str) -> Result<(), S
     Ok(())
 }
 
+/// Finds the id of the user named `name`, if a name is given.
+pub(super) fn user_id_by_name(
+    store: &SledStore,
+    name: Option<&str>,
+) -> Result<Option<String>, String> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let user = store
+        .find_user_by_name(name)
+        .map_err(|error| error.to_string())?
+        .ok_or_else(|| format!("no user named {name:?}"))?;
+    Ok(Some(user.id))
+}
+
 async fn list_sessions(backend: &Backend, user: Option<&str>) -> Result<Value, String> {
     match backend {
         Backend::Direct(store) => {
-            let user_id = match user {
-                Some(name) => Some(
-                    store
-                        .find_user_by_name(name)
-                        .map_err(|error| error.to_string())?
-                        .ok_or_else(|| format!("no user named {name:?}"))?
-                        .id,
-                ),
-                None => None,
-            };
+            let user_id = user_id_by_name(store, user)?;
             let sessions = store
                 .list_sessions(user_id.as_deref())
                 .map_err(|error| error.to_string())?;
@@ -285,7 +291,7 @@ async fn revoke_session(backend: &Backend, id: &str) -> Result<(), String> {
     }
 }
 
-fn append_audit(store: &SledStore, event: &Event) -> Result<(), String> {
+pub(super) fn append_audit(store: &SledStore, event: &Event) -> Result<(), String> {
     let now = SystemClock.now();
     store
         .append_audit(&mut |previous| audit::seal(previous, now, event))

@@ -45,6 +45,8 @@ pub struct DbscClient<S = SessionKey> {
     cookies: HashMap<String, String>,
     pub session_id: Option<String>,
     pub challenge: Option<String>,
+    /// `Max-Age` of the last cookie the server set, in seconds.
+    pub cookie_max_age: Option<u64>,
 }
 
 impl<S: ProofSigner> DbscClient<S> {
@@ -56,6 +58,7 @@ impl<S: ProofSigner> DbscClient<S> {
             cookies: HashMap::new(),
             session_id: None,
             challenge: None,
+            cookie_max_age: None,
         }
     }
 
@@ -65,6 +68,11 @@ impl<S: ProofSigner> DbscClient<S> {
 
     pub fn key(&self) -> &S {
         &self.key
+    }
+
+    /// Ends the client and returns its signer, so that a TPM key can be flushed.
+    pub fn into_signer(self) -> S {
+        self.key
     }
 
     /// Signs in with a password and returns the registration the server offered.
@@ -106,6 +114,14 @@ impl<S: ProofSigner> DbscClient<S> {
         password: &str,
     ) -> Result<SessionInstructions, ClientError> {
         let offer = self.sign_in(user, password).await?;
+        self.register(&offer).await
+    }
+
+    /// Answers a registration offer with a proof signed by this client's key.
+    pub async fn register(
+        &mut self,
+        offer: &RegistrationOffer,
+    ) -> Result<SessionInstructions, ClientError> {
         let proof = self.registration_proof(&offer.challenge, offer.authorization.as_deref())?;
         let response = self.post_register(&offer.path, &proof).await?;
         self.accept_instructions(response).await
@@ -279,6 +295,9 @@ impl<S: ProofSigner> DbscClient<S> {
             if cookie.max_age().is_some_and(|age| age.is_zero()) || cookie.value().is_empty() {
                 self.cookies.remove(cookie.name());
             } else {
+                if let Some(age) = cookie.max_age() {
+                    self.cookie_max_age = u64::try_from(age.whole_seconds()).ok();
+                }
                 self.cookies
                     .insert(cookie.name().to_owned(), cookie.value().to_owned());
             }

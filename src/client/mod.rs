@@ -5,7 +5,11 @@
 
 mod agent;
 mod dbsc;
+#[cfg(feature = "tpm")]
+pub mod device;
 mod key;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 
 pub use agent::{AgentClient, DeviceAuthorization, ExchangeParams, Poll, TokenResponse};
 pub use dbsc::{ClientError, DbscClient, RefreshOutcome};

@@ -1,6 +1,6 @@
-//! Devices: the owner's pages and API for enrollment codes, device lists and revocation; the
-//! two enrollment requests a device makes; the operator's device API; and a route that demands
-//! a session at assurance `tpm`.
+//! Device endpoints. The owner has pages and an API for enrollment codes, device lists and
+//! revocation, a device makes the two enrollment requests, and operators have a device API.
+//! `GET /api/attested` is a route that demands a session at assurance `tpm`.
 
 use std::net::SocketAddr;
 
@@ -20,6 +20,7 @@ use super::auth::CurrentSession;
 use super::pages::{forbidden_origin, internal_error, signed_in};
 use super::routes;
 use super::views::{escape, page, utc};
+use crate::audit::Event;
 use crate::clock::UnixTime;
 use crate::crypto::base64url;
 use crate::dbsc::headers;
@@ -284,6 +285,12 @@ pub fn require_assurance(
         "request refused: session assurance too low"
     );
     state.metrics.refuse("assurance", "insufficient_assurance");
+    state.audit(&Event::refused(
+        format!("session:{}", current.session.record.id),
+        "route.require_assurance",
+        format!("user:{}", current.user.id),
+        format!("requires {}, has {}", required.name(), has.name()),
+    ));
     Err((
         StatusCode::FORBIDDEN,
         Json(json!({
@@ -330,6 +337,12 @@ pub async fn enroll_start(
         Ok(None) => {
             tracing::info!(target: "security", "device enrollment refused: unknown, used or expired code");
             state.metrics.refuse("enrollment", "invalid_code");
+            state.audit(&Event::refused(
+                "device",
+                "device.enroll",
+                "code",
+                "invalid_code",
+            ));
             return api_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_code",
@@ -344,11 +357,7 @@ pub async fn enroll_start(
         ek_public: &ek_public,
         ak_public: &ak_public,
     };
-    let started = {
-        let mut rng = rand::thread_rng();
-        tpm::start_enrollment(&state.enrollment, request, now, &mut rng)
-    };
-    let started = match started {
+    let (started, untrusted) = match start_or_fall_back(&state, request, now) {
         Ok(started) => started,
         Err(error) => return enrollment_refused(&state, "start", &code.user_id, &error),
     };
@@ -356,6 +365,7 @@ pub async fn enroll_start(
         challenge: started.challenge,
         user_id: code.user_id,
         device_name: code.device_name,
+        untrusted,
     };
     if let Err(error) =
         store_and_sync(&state, |store| store.insert_pending_enrollment(&pending)).await
@@ -366,7 +376,8 @@ pub async fn enroll_start(
         target: "security",
         user = %pending.user_id,
         ak_name = %hex::encode(&pending.challenge.ak_name),
-        "device enrollment started: EK certificate trusted, credential issued"
+        untrusted = pending.untrusted.as_deref().unwrap_or("-"),
+        "device enrollment started; credential issued"
     );
     let response = wire::StartResponse {
         challenge_id: pending.challenge.id.clone(),
@@ -416,17 +427,17 @@ pub async fn enroll_finish(
         response,
         now,
     );
-    let (pending, enrollment) = match (pending, enrollment) {
-        (Some(pending), Ok(enrollment)) => (pending, enrollment),
-        (_, Err(error)) => return enrollment_refused(&state, "finish", &user_id, &error),
-        (None, Ok(_)) => {
-            return enrollment_refused(&state, "finish", &user_id, &TpmError::UnknownChallenge);
-        }
+    let Some(pending) = pending else {
+        let error = enrollment.err().unwrap_or(TpmError::UnknownChallenge);
+        return enrollment_refused(&state, "finish", &user_id, &error);
     };
 
     let (device, sign_in) = {
         let mut rng = rand::thread_rng();
-        let device = device::enrolled_device(&pending, enrollment, now, &mut rng);
+        let device = match device_for(&state, &pending, enrollment, &key_public, now, &mut rng) {
+            Ok(device) => device,
+            Err(error) => return enrollment_refused(&state, "finish", &user_id, &error),
+        };
         let sign_in = device::begin_device_session(&state.policy, &device, now, &mut rng);
         (device, sign_in)
     };
@@ -451,8 +462,13 @@ pub async fn enroll_finish(
         assurance = device.assurance.name(),
         ak_name = %hex::encode(&device.ak_name),
         session = %sign_in.session.id,
-        "device enrolled; DBSC registration offered for its certified key"
+        "device enrolled; DBSC registration offered for its session key"
     );
+    state.audit(&Event::allowed(
+        format!("user:{}", device.owner_id),
+        "device.enroll",
+        format!("device:{}", device.id),
+    ));
     state
         .metrics
         .registrations
@@ -474,6 +490,60 @@ pub async fn enroll_finish(
         }),
     )
         .into_response()
+}
+
+/// Runs the `tpm` checks of the start request. When they fail and policy allows, starts an
+/// enrollment that can only end at `software`, and returns the reason it is untrusted.
+fn start_or_fall_back(
+    state: &AppState,
+    request: EnrollmentRequest<'_>,
+    now: UnixTime,
+) -> Result<(tpm::EnrollmentStart, Option<String>), TpmError> {
+    let mut rng = rand::thread_rng();
+    let error = match tpm::start_enrollment(&state.enrollment, request, now, &mut rng) {
+        Ok(started) => return Ok((started, None)),
+        Err(error) => error,
+    };
+    if !(state.software_fallback && error.is_evidence()) {
+        return Err(error);
+    }
+    // MakeCredential needs an RSA EK and a parseable AK; without them the device is refused.
+    let started = tpm::start_untrusted_enrollment(&state.enrollment, request, now, &mut rng)
+        .map_err(|_| error.clone())?;
+    Ok((started, Some(error.reason().to_owned())))
+}
+
+/// Builds the device record a finished enrollment yields: `tpm` only if every check of both
+/// requests passed, `software` if one failed and policy allows it, and otherwise the error.
+fn device_for(
+    state: &AppState,
+    pending: &PendingEnrollment,
+    enrollment: Result<tpm::TpmEnrollment, TpmError>,
+    key_public: &[u8],
+    now: UnixTime,
+    rng: &mut (impl rand::RngCore + rand::CryptoRng),
+) -> Result<DeviceRecord, TpmError> {
+    let (session_key, reason) = match enrollment {
+        Ok(enrollment) if pending.untrusted.is_none() => {
+            return Ok(device::enrolled_device(pending, enrollment, now, rng));
+        }
+        Ok(enrollment) => (enrollment.session_key, pending.untrusted.clone()),
+        Err(error) if state.software_fallback && error.is_evidence() => {
+            // The key must still be a P-256 key: the DBSC registration proves possession of it.
+            let key = tpm::TpmPublic::from_tpm2b(key_public)
+                .and_then(|public| public.p256_jwk())
+                .map_err(|_| error.clone())?;
+            (key, Some(error.reason().to_owned()))
+        }
+        Err(error) => return Err(error),
+    };
+    tracing::info!(
+        target: "security",
+        user = %pending.user_id,
+        reason = reason.as_deref().unwrap_or("-"),
+        "device failed a TPM check; enrolling it at assurance software as configured"
+    );
+    Ok(device::software_device(pending, session_key, now, rng))
 }
 
 // ---- The operator's API -------------------------------------------------------------------
@@ -568,6 +638,11 @@ async fn create_code(
         session = %current.session.record.id,
         "device enrollment code created"
     );
+    state.audit(&Event::allowed(
+        format!("session:{}", current.session.record.id),
+        "device.enrollment_code",
+        format!("user:{}", current.user.id),
+    ));
     Ok((new.code.expose().to_owned(), new.record.expires_at))
 }
 
@@ -608,6 +683,11 @@ async fn revoke_device(
         sessions = ?revoked.ended_sessions,
         "device revoked with its sessions"
     );
+    state.audit(&Event::allowed(
+        by.to_owned(),
+        "device.revoke",
+        format!("device:{}", revoked.device.id),
+    ));
     Ok(revoked.device)
 }
 
@@ -644,6 +724,12 @@ fn enrollment_refused(
         "device enrollment refused"
     );
     state.metrics.refuse("enrollment", error.reason());
+    state.audit(&Event::refused(
+        format!("user:{user_id}"),
+        "device.enroll",
+        step,
+        error.reason(),
+    ));
     (
         StatusCode::FORBIDDEN,
         Json(json!({

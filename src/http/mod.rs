@@ -12,6 +12,7 @@ pub mod routes;
 mod server;
 mod views;
 
+pub use devices::DeviceView;
 pub use server::{ADMIN_TOKEN_FILE, RunningServer, SERVER_FILE, ServeError, ServerInfo, start};
 pub use views::{SessionView, utc};
 
@@ -38,6 +39,8 @@ pub struct AppState {
     admin_token: Arc<Secret>,
     /// TPM vendor roots and enrollment challenge lifetime; see [`AppState::with_enrollment`].
     pub enrollment: Arc<EnrollmentPolicy>,
+    /// Whether a device that fails the `tpm` checks may still enroll at `software`.
+    pub software_fallback: bool,
     /// Bounds concurrent Argon2 password checks, each of which takes 19 MiB and tens of
     /// milliseconds of CPU, so that a flood of sign-ins cannot exhaust memory.
     password_checks: Arc<tokio::sync::Semaphore>,
@@ -66,6 +69,7 @@ impl AppState {
             store,
             enrollment: Arc::new(enrollment),
             oauth,
+            software_fallback: false,
             policy: Arc::new(policy),
             metrics: Arc::new(Metrics::new()),
             clock,
@@ -90,6 +94,13 @@ impl AppState {
         if let Err(error) = appended {
             tracing::error!(action = event.action, %error, "cannot append to the audit log");
         }
+    }
+
+    /// Lets a device that fails the `tpm` checks enroll at `software` instead of being refused.
+    #[must_use]
+    pub fn with_software_fallback(mut self, allowed: bool) -> Self {
+        self.software_fallback = allowed;
+        self
     }
 
     /// Sets the policy TPM enrollment is checked against. Without it the trust store is empty

@@ -95,7 +95,8 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
 
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let state = AppState::new(shared, config.policy.clone(), clock, admin_token)
-        .with_enrollment(enrollment_policy(&config));
+        .with_enrollment(enrollment_policy(&config))
+        .with_software_fallback(config.tpm_software_fallback);
     state
         .oauth
         .keys

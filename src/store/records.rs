@@ -223,6 +223,10 @@ pub struct PendingEnrollment {
     pub challenge: crate::tpm::EnrollmentChallenge,
     pub user_id: String,
     pub device_name: String,
+    /// Why the start request failed the `tpm` checks, when policy let the device go on to
+    /// enroll at `software`. Such an enrollment never yields a `tpm` device.
+    #[serde(default)]
+    pub untrusted: Option<String>,
 }
 
 /// SHA-256 digests as base64url strings, less than half the size of a JSON array of numbers.

@@ -141,6 +141,7 @@ fn a_started_enrollment_is_consumed_once_and_purged_after_expiry() {
         },
         user_id: "alice".into(),
         device_name: "laptop".into(),
+        untrusted: None,
     };
     store.insert_pending_enrollment(&pending("a", 100)).unwrap();
     store.insert_pending_enrollment(&pending("b", 100)).unwrap();

@@ -131,13 +131,54 @@ pub fn start_enrollment(
 
     let ak = TpmPublic::from_tpm2b(request.ak_public)?;
     check_attestation_key(&ak)?;
+    issue_challenge(
+        &ek,
+        request.ak_public,
+        &ak,
+        certificate.sha256,
+        now + policy.challenge_ttl,
+        rng,
+    )
+}
+
+/// Wraps a fresh secret for the AK without checking the EK certificate, the EK or the AK, for
+/// a device that failed [`start_enrollment`] and that policy still lets enroll below `tpm`.
+/// Finishing it proves possession of the session key and nothing about where the key lives.
+pub fn start_untrusted_enrollment(
+    policy: &EnrollmentPolicy,
+    request: EnrollmentRequest<'_>,
+    now: UnixTime,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<EnrollmentStart, TpmError> {
+    let ek = TpmPublic::from_tpm2b(request.ek_public)?;
+    let ak = TpmPublic::from_tpm2b(request.ak_public)?;
+    let presented = sha256(request.ek_certificate.unwrap_or_default());
+    issue_challenge(
+        &ek,
+        request.ak_public,
+        &ak,
+        presented,
+        now + policy.challenge_ttl,
+        rng,
+    )
+}
+
+/// Runs MakeCredential for the AK's Name and picks the certify nonce and the challenge id.
+fn issue_challenge(
+    ek: &TpmPublic,
+    ak_public: &[u8],
+    ak: &TpmPublic,
+    ek_certificate_sha256: [u8; 32],
+    expires_at: UnixTime,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<EnrollmentStart, TpmError> {
     let ak_name = ak.name()?;
 
     // MakeCredential for the AK's Name: only the TPM with this EK can recover the secret, and
     // only for an object with this Name.
     let mut secret = Zeroizing::new([0u8; MAX_CREDENTIAL_BYTES]);
     rng.fill_bytes(secret.as_mut());
-    let credential = make_credential(&ek, &ak_name, secret.as_ref(), rng)?;
+    let credential = make_credential(ek, &ak_name, secret.as_ref(), rng)?;
     let mut certify_nonce = vec![0u8; CHALLENGE_BYTES];
     rng.fill_bytes(&mut certify_nonce);
 
@@ -145,10 +186,10 @@ pub fn start_enrollment(
         id: Secret::generate(rng, CHALLENGE_BYTES).expose().to_owned(),
         secret_sha256: sha256(secret.as_ref()),
         certify_nonce,
-        ak_public: request.ak_public.to_vec(),
+        ak_public: ak_public.to_vec(),
         ak_name,
-        ek_certificate_sha256: certificate.sha256,
-        expires_at: now + policy.challenge_ttl,
+        ek_certificate_sha256,
+        expires_at,
     };
     Ok(EnrollmentStart {
         challenge,

@@ -80,6 +80,15 @@ pub enum TpmError {
 }
 
 impl TpmError {
+    /// Checks whether the error is about the device's evidence, rather than a spent or expired
+    /// challenge or a failure inside the server: only such a device may enroll below `tpm`.
+    pub fn is_evidence(&self) -> bool {
+        !matches!(
+            self,
+            Self::UnknownChallenge | Self::ChallengeExpired | Self::Internal(_)
+        )
+    }
+
     /// Returns a short stable label for metrics and log fields.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -29,6 +29,7 @@ pub use ek_certificate::{
 pub use enrollment::{
     CHALLENGE_BYTES, EnrollmentChallenge, EnrollmentPolicy, EnrollmentRequest, EnrollmentResponse,
     EnrollmentStart, TpmEnrollment, TpmEvidence, finish_enrollment, start_enrollment,
+    start_untrusted_enrollment,
 };
 pub use error::TpmError;
 pub use public::{ObjectAttributes, TpmPublic};

@@ -548,6 +548,34 @@ fn enrollment_finish_accepts_rsa_ak_certification() {
 }
 
 #[test]
+fn only_evidence_errors_allow_a_lower_assurance() {
+    assert!(TpmError::NoEkCertificate.is_evidence());
+    assert!(TpmError::WrongSecret.is_evidence());
+    assert!(TpmError::NonceMismatch.is_evidence());
+    assert!(!TpmError::UnknownChallenge.is_evidence());
+    assert!(!TpmError::ChallengeExpired.is_evidence());
+    assert!(!TpmError::Internal("x").is_evidence());
+}
+
+#[test]
+fn untrusted_start_still_wraps_a_secret_for_the_ak() {
+    let request = EnrollmentRequest {
+        ek_certificate: None,
+        ek_public: &fixture("swtpm-ek-public.bin"),
+        ak_public: &fixture("session-key-public.bin"),
+    };
+    let mut rng = StdRng::seed_from_u64(5);
+    assert_eq!(
+        start_enrollment(&policy(), request, NOW, &mut rng).err(),
+        Some(TpmError::NoEkCertificate)
+    );
+    let started = start_untrusted_enrollment(&policy(), request, NOW, &mut rng).unwrap();
+    let key = TpmPublic::from_tpm2b(&fixture("session-key-public.bin")).unwrap();
+    assert_eq!(started.challenge.ak_name, key.name().unwrap());
+    assert_eq!(started.challenge.expires_at, NOW + TTL);
+}
+
+#[test]
 fn enrollment_finish_rejects_wrong_activated_secret() {
     for secret in [vec![0x43; 32], vec![0x42; 31], vec![]] {
         let response = Response {

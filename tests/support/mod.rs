@@ -3,5 +3,6 @@
 pub mod agents;
 pub mod chromium;
 pub mod dbsc;
+pub mod devices;
 pub mod jose;
 pub mod server;
