@@ -326,6 +326,21 @@ impl<S: ProofSigner> AgentClient<S> {
     }
 }
 
+/// Lets several agents on one device share its session key, such as one TPM-held key.
+impl<S: ProofSigner + ?Sized> ProofSigner for Arc<S> {
+    fn algorithm(&self) -> crate::crypto::Algorithm {
+        (**self).algorithm()
+    }
+
+    fn public_jwk(&self) -> serde_json::Value {
+        (**self).public_jwk()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        (**self).sign(message)
+    }
+}
+
 fn exchange_form(params: &ExchangeParams<'_>) -> Vec<(&'static str, String)> {
     let mut form = vec![
         ("grant_type", oauth::GRANT_TOKEN_EXCHANGE.to_owned()),

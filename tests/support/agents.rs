@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use devbound::client::{AgentClient, DbscClient, Poll, SessionKey, TokenResponse, https_client};
+use devbound::client::{
+    AgentClient, DbscClient, Poll, ProofSigner, SessionKey, TokenResponse, https_client,
+};
 use devbound::clock::Clock;
 use devbound::crypto::Algorithm;
 use devbound::example_api::{self, ExampleApiConfig, RunningExampleApi};
@@ -38,6 +40,11 @@ impl AgentWorld {
     /// Starts the world with a manual clock or the system clock (for spawned clients).
     pub async fn start_with_clock(manual: bool) -> Self {
         let server = TestServer::start(devbound::config::ServeOptions::default(), manual).await;
+        Self::with_server(server).await
+    }
+
+    /// Signs in the owner on `server` and starts the example API next to it.
+    pub async fn with_server(server: TestServer) -> Self {
         let owner = server.bound_client(OWNER, Algorithm::Es256).await;
         let api_dir = tempfile::tempdir().unwrap();
         let api = example_api::start(
@@ -135,7 +142,7 @@ impl AgentWorld {
     }
 
     /// Runs the device grant for `agent`: start, owner approval, one poll.
-    pub async fn login(&self, agent: &mut AgentClient) -> TokenResponse {
+    pub async fn login<S: ProofSigner>(&self, agent: &mut AgentClient<S>) -> TokenResponse {
         let authorization = agent.start_login(None).await.unwrap();
         assert_eq!(
             self.decide(&authorization.user_code, "approve").await,
@@ -176,7 +183,11 @@ impl AgentWorld {
     }
 
     /// Calls the example tool with `token` as `agent`; returns the status and body.
-    pub async fn call_tool(&self, agent: &AgentClient, token: &str) -> (StatusCode, Value) {
+    pub async fn call_tool<S: ProofSigner>(
+        &self,
+        agent: &AgentClient<S>,
+        token: &str,
+    ) -> (StatusCode, Value) {
         let response = agent
             .call(reqwest::Method::GET, &self.api.tool_url(), token)
             .await
