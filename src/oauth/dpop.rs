@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use crate::clock::UnixTime;
-use crate::crypto::{Algorithm, CompactJws, base64url, secret::sha256};
+use crate::crypto::{Algorithm, CompactJws, Jwk, base64url, secret::sha256};
 use crate::store::BoundKey;
 
 /// `typ` of a DPoP proof (RFC 9449 §4.2).
@@ -93,11 +93,10 @@ pub fn verify(proof: &str, expected: Expected<'_>, now: UnixTime) -> Result<Dpop
     jws.require_type(PROOF_TYPE)?;
 
     // §4.3 step 7: the key is the proof's `jwk`, which must not contain a private member.
-    let jwk = jws.embedded_jwk()?.ok_or(DpopError::MissingJwk)?;
+    let value = jws.header.jwk.as_ref().ok_or(DpopError::MissingJwk)?;
+    let (jwk, key) =
+        Jwk::from_value_with_key(value).map_err(|error| DpopError::Jws(error.into()))?;
     jwk.check_algorithm(jws.alg)
-        .map_err(|error| DpopError::Jws(error.into()))?;
-    let key = jwk
-        .parse_key()
         .map_err(|error| DpopError::Jws(error.into()))?;
     let claims: ProofClaims = jws.verify(&key)?;
 

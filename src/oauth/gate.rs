@@ -128,6 +128,34 @@ pub fn check_token(
     check_lineage(store, &token.lineage, now)
 }
 
+/// Checks a subject token at exchange. When the actor is the token's holder, its own session,
+/// agent and user are left out here because [`check_actor`] checks them, more strictly, with
+/// the user found through the agent, whose owner must be the subject.
+pub fn check_subject_token(
+    store: &dyn Store,
+    token: &TokenRecord,
+    actor_is_holder: bool,
+    now: UnixTime,
+) -> Result<(), OAuthError> {
+    if !actor_is_holder {
+        return check_token(store, token, now);
+    }
+    if token.revoked_at.is_some() {
+        return Err(OAuthError::TokenRevoked);
+    }
+    if now >= token.claims.exp {
+        return Err(OAuthError::TokenExpired);
+    }
+    let lineage = &token.lineage;
+    let earlier = TokenLineage {
+        sessions: lineage.sessions[..lineage.sessions.len().saturating_sub(1)].to_vec(),
+        devices: lineage.devices.clone(),
+        agents: lineage.agents[..lineage.agents.len().saturating_sub(1)].to_vec(),
+        ancestors: lineage.ancestors.clone(),
+    };
+    check_lineage(store, &earlier, now)
+}
+
 fn check_lineage(
     store: &dyn Store,
     lineage: &TokenLineage,

@@ -65,15 +65,17 @@ pub fn exchange(
     let store = issuer.store;
 
     let subject = access_token::find_issued(store, &request.subject_token)?;
-    gate::check_token(store, &subject, now)?;
-    let actor = match &request.actor_token {
+    let actor_token = match &request.actor_token {
         Some(token) => {
             let actor = access_token::find_issued(store, token)?;
             gate::check_token(store, &actor, now)?;
-            actor
+            Some(actor)
         }
-        None => subject.clone(),
+        None => None,
     };
+    let actor = actor_token.as_ref().unwrap_or(&subject);
+    let actor_is_holder = actor.claims.client_id == subject.claims.client_id;
+    gate::check_subject_token(store, &subject, actor_is_holder, now)?;
     // RFC 9449 §5: the proof key is the key the actor's token is bound to.
     if actor.claims.cnf.jkt != proof.jkt {
         return Err(OAuthError::DpopKeyMismatch);
