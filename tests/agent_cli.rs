@@ -34,7 +34,7 @@ fn stdout_of(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
-// The spawned commands block this thread while the in-process server answers them.
+// The spawned commands block this thread while the in-process server handles their requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_cli_logs_in_gets_token_and_calls_api() {
     let world = AgentWorld::start_with_clock(false).await;

@@ -21,7 +21,7 @@ use support::jose::{forged_es256_signatures, high_s_twin};
 
 const API_SCOPE: &str = "files.read";
 
-/// A world with one logged-in agent that may reach the example API.
+/// Starts a world with one logged-in agent that may reach the example API.
 async fn world_with_agent() -> (AgentWorld, AgentClient) {
     let world = AgentWorld::start().await;
     let api = world.api.origin.clone();
@@ -29,7 +29,7 @@ async fn world_with_agent() -> (AgentWorld, AgentClient) {
     (world, agent)
 }
 
-/// A DPoP proof by `agent`'s key, with `edit` applied to its header and claims.
+/// Signs a DPoP proof by `agent`'s key, with `edit` applied to its header and claims.
 fn proof(
     agent: &AgentClient,
     method: &str,
@@ -111,7 +111,7 @@ fn ath(token: &str) -> String {
     base64url::encode(devbound::crypto::secret::sha256(token.as_bytes()))
 }
 
-/// The server's current signing key pair, for tokens that differ from real ones only in the
+/// Loads the server's current signing key pair, for tokens that differ from real ones only in the
 /// ways under test.
 fn server_key(world: &AgentWorld) -> (EcdsaKeyPair, String) {
     let record = world

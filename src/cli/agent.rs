@@ -16,8 +16,8 @@ use crate::crypto::base64url;
 use crate::http::{SERVER_FILE, ServerInfo, routes};
 use crate::store::{AgentState, Assurance, Store};
 
-/// What `devbound agent login` saves for later commands; the file is readable only by its
-/// owner because it holds the session key and the grant token.
+/// The login that `devbound agent login` saves for later commands. The file is readable only
+/// by its owner because it contains the session key and the grant token.
 #[derive(Serialize, Deserialize)]
 struct SavedAgent {
     server: String,
@@ -259,7 +259,7 @@ async fn call(
     Ok(())
 }
 
-/// The service URL and certificate: from the flags, or from the data directory's server file.
+/// Finds the service URL and certificate: from the flags, or the data directory's server file.
 fn server_of(connection: &AgentConnection) -> Result<(String, PathBuf), String> {
     if let (Some(url), Some(cert)) = (&connection.url, &connection.ca_cert) {
         return Ok((url.clone(), cert.clone()));

@@ -50,7 +50,7 @@ pub enum Poll {
     },
 }
 
-/// What a token exchange asks for.
+/// The parameters of a token exchange request.
 #[derive(Debug, Default, Clone)]
 pub struct ExchangeParams<'a> {
     pub subject_token: &'a str,
@@ -103,7 +103,7 @@ impl<S: ProofSigner> AgentClient<S> {
         &self.key
     }
 
-    /// The clock that sets the `iat` of this agent's proofs.
+    /// Returns the clock that sets the `iat` of this agent's proofs.
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.clock.clone()
     }

@@ -149,7 +149,7 @@ pub fn find_by_user_code(
     Ok(grant)
 }
 
-/// Answers a poll of the token endpoint (RFC 8628 §3.4, §3.5). Once approved, the grant is
+/// Handles a poll of the token endpoint (RFC 8628 §3.4, §3.5). Once approved, the grant is
 /// spent and the agent gets a token bound to the proof key, after the gate.
 pub fn poll(
     issuer: Issuer<'_>,
@@ -296,7 +296,8 @@ fn record_poll(
     })
 }
 
-/// The scope a device grant asks for: within the agent's registry entry, all of it if none.
+/// Returns the scope a device grant requests: within the agent's registry entry, all of it if
+/// none is named.
 fn requested_scope(
     agent: &AgentRecord,
     requested: Option<&str>,

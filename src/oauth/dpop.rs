@@ -14,7 +14,7 @@ pub const HEADER: &str = "DPoP";
 pub const ALGORITHMS: [Algorithm; 2] = [Algorithm::Es256, Algorithm::Rs256];
 /// How far a proof's `iat` may be from the server's clock, in seconds, either way.
 pub const IAT_WINDOW: u64 = 60;
-/// Longest accepted `jti`; RFC 9449 §4.2 asks for at least 96 bits of randomness.
+/// Maximum `jti` length accepted. RFC 9449 §4.2 requires at least 96 bits of randomness in it.
 const MAX_JTI_LEN: usize = 128;
 
 /// A reason to reject a DPoP proof. Each maps to `invalid_dpop_proof`.
@@ -50,7 +50,7 @@ pub struct DpopProof {
 }
 
 impl DpopProof {
-    /// The key a replay cache stores: the signing key and the `jti`, never the proof bytes,
+    /// Returns the key a replay cache stores: the signing key and the `jti`, never the proof bytes,
     /// because a second valid ECDSA signature `(r, n − s)` exists for every proof.
     pub fn replay_key(&self) -> String {
         format!(
@@ -75,7 +75,7 @@ struct ProofClaims {
     ath: Option<String>,
 }
 
-/// What the proof must match: the request's method and external URL, and the access token
+/// The request a proof must match: the request's method and external URL, and the access token
 /// it accompanies at a resource server.
 #[derive(Debug, Clone, Copy)]
 pub struct Expected<'a> {

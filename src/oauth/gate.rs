@@ -13,7 +13,7 @@ use crate::store::{
 
 use super::OAuthError;
 
-/// What the gate looks at for the agent that requests a token.
+/// The records the gate checks for the agent that requests a token.
 #[derive(Debug)]
 pub struct ActorFacts {
     pub agent: AgentRecord,

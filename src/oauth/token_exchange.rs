@@ -34,7 +34,7 @@ pub struct ExchangeRequest {
     pub may_act: Option<String>,
 }
 
-/// What the service needs to issue a token.
+/// The store, signing keys and settings that issuing a token needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Issuer<'a> {
     pub store: &'a dyn Store,
@@ -171,8 +171,8 @@ fn check_may_act(subject: &TokenRecord, actor_id: &str) -> Result<(), OAuthError
     }
 }
 
-/// The new `act` claim (RFC 8693 §4.1). An agent re-exchanging its own token keeps the chain
-/// unchanged; a different agent becomes the new outermost actor over the previous chain.
+/// Builds the new `act` claim (RFC 8693 §4.1). An agent re-exchanging its own token keeps the
+/// chain unchanged, and a different agent becomes the new outermost actor over the old chain.
 fn next_actor(subject: &AccessTokenClaims, actor_id: &str) -> Actor {
     let previous = subject.act.clone().unwrap_or_else(|| Actor {
         sub: subject.client_id.clone(),

@@ -73,7 +73,7 @@ impl AgentWorld {
         format!("{}{path}", self.server.url())
     }
 
-    /// An HTTPS client that trusts both devbound and the example API.
+    /// Builds an HTTPS client that trusts both devbound and the example API.
     pub fn http(&self) -> reqwest::Client {
         let mut roots = self.server.cert_pem.clone();
         roots.extend_from_slice(&self.api.cert_pem);
@@ -118,7 +118,7 @@ impl AgentWorld {
             .status()
     }
 
-    /// A client for `agent_id` with a new ES256 session key.
+    /// Creates a client for `agent_id` with a new ES256 session key.
     pub fn agent_client(&self, agent_id: &str) -> AgentClient {
         AgentClient::new(
             self.http(),
@@ -207,7 +207,7 @@ pub async fn oauth_error(response: reqwest::Response) -> (StatusCode, String) {
     )
 }
 
-/// The `act` chain of a claims object, most recent actor first.
+/// Lists the `act` chain of a claims object, most recent actor first.
 pub fn act_chain(claims: &Value) -> Vec<String> {
     let mut chain = Vec::new();
     let mut actor = &claims["act"];
