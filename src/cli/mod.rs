@@ -92,7 +92,9 @@ pub enum SessionCommand {
     /// Revoke a session: its cookie stops working at once and its next refresh ends it in the
     /// browser.
     Revoke {
-        /// Session id, as shown by `devbound session list`
+        /// Session id, as shown by `devbound session list`. Ids are base64url, so one may start
+        /// with `-`
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         data: DataDir,
@@ -106,6 +108,7 @@ pub enum DeviceCommand {
     /// Revoke a device: its sessions end at their next refresh and it cannot register new ones.
     Revoke {
         /// Device id, as shown by `devbound device list`
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         data: DataDir,
@@ -263,18 +266,24 @@ pub enum AgentCommand {
     },
     /// Suspend an agent: its tokens are inactive until it is resumed.
     Suspend {
+        /// Agent id, as shown by `devbound agent list`
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         data: DataDir,
     },
     /// Resume a suspended agent.
     Resume {
+        /// Agent id, as shown by `devbound agent list`
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         data: DataDir,
     },
     /// Revoke an agent for good.
     Revoke {
+        /// Agent id, as shown by `devbound agent list`
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         data: DataDir,
@@ -283,7 +292,7 @@ pub enum AgentCommand {
     /// grant bound to a new session key.
     Login {
         /// The agent's id, as `agent add` or the agents page shows it
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         agent: String,
         /// Scope to ask the owner for [default: all the agent may request]
         #[arg(long)]
