@@ -8,6 +8,11 @@ if ! command -v cc >/dev/null; then
     apt-get update
     apt-get install -y --no-install-recommends build-essential
 fi
+# webauthn-rs-core verifies attestation certificates with OpenSSL.
+if ! dpkg -s libssl-dev pkg-config >/dev/null 2>&1; then
+    apt-get update
+    apt-get install -y --no-install-recommends libssl-dev pkg-config
+fi
 if ! command -v cargo >/dev/null; then
     echo "serve.sh: cargo is missing; install Rust from https://rustup.rs first" >&2
     exit 1

@@ -56,6 +56,24 @@ pub fn new_user(
     })
 }
 
+/// Creates a user who signs in with passkeys only. The stored hash is the decoy hash that no
+/// known password matches, so a password sign-in for this user fails after the usual Argon2 check.
+pub fn new_passkey_user(
+    name: &str,
+    now: UnixTime,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<UserRecord, AccountError> {
+    validate_name(name)?;
+    let mut id = [0u8; 16];
+    rng.fill_bytes(&mut id);
+    Ok(UserRecord {
+        id: base64url::encode(id),
+        name: name.to_owned(),
+        password_hash: DECOY_HASH.to_owned(),
+        created_at: now,
+    })
+}
+
 pub fn validate_name(name: &str) -> Result<(), AccountError> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN

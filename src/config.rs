@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::crypto::Algorithm;
 use crate::dbsc::{BoundCookie, CookieError, Policy, SameSite};
+use crate::passkey::{AttestationMode, CounterPolicy, PasskeySettings, TrustAnchors, TrustError};
 
 pub const DEFAULT_DATA_DIR: &str = "devbound-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -86,6 +87,45 @@ pub struct ServeOptions {
     #[arg(long, env = "DEVBOUND_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Whether the sign-in page offers and accepts passwords beside passkeys [default: true]
+    #[arg(long, env = "DEVBOUND_PASSWORD_SIGN_IN", action = clap::ArgAction::Set)]
+    pub password_sign_in: Option<bool>,
+
+    /// WebAuthn RP ID: the public URL's host or a registrable suffix of it
+    /// [default: the public URL's host]
+    #[arg(long, env = "DEVBOUND_PASSKEY_RP_ID")]
+    pub passkey_rp_id: Option<String>,
+
+    /// Passkey attestation policy: `any` accepts every authenticator, `trusted` only those
+    /// whose attestation chains to the trust list [default: any]
+    #[arg(long, env = "DEVBOUND_PASSKEY_ATTESTATION")]
+    pub passkey_attestation: Option<String>,
+
+    /// Directory of trusted attestation root certificates (.pem, .crt or .der files)
+    #[arg(long, env = "DEVBOUND_PASSKEY_TRUSTED_CA_DIR")]
+    pub passkey_trusted_ca_dir: Option<PathBuf>,
+
+    /// Trusted authenticator AAGUIDs, comma-separated; limits the roots to these models
+    #[arg(long, env = "DEVBOUND_PASSKEY_TRUSTED_AAGUIDS", value_delimiter = ',')]
+    pub passkey_trusted_aaguids: Option<Vec<String>>,
+
+    /// FIDO Metadata Service (MDS3) BLOB file whose models' roots are trusted
+    #[arg(long, env = "DEVBOUND_PASSKEY_METADATA_BLOB")]
+    pub passkey_metadata_blob: Option<PathBuf>,
+
+    /// Policy for a signature counter that did not advance: `reject` the sign-in, or `record`
+    /// it and give the session software assurance [default: reject]
+    #[arg(long, env = "DEVBOUND_PASSKEY_COUNTER")]
+    pub passkey_counter: Option<String>,
+
+    /// How long a passkey proof keeps a passkey-bound session fresh, such as 12h [default: 12h]
+    #[arg(long, env = "DEVBOUND_PASSKEY_FRESHNESS")]
+    pub passkey_freshness: Option<String>,
+
+    /// Maximum age of the passkey proof that sensitive actions demand, such as 5m
+    /// [default: 5m]
+    #[arg(long, env = "DEVBOUND_PASSKEY_STEP_UP_MAX_AGE")]
+    pub passkey_step_up_max_age: Option<String>,
     /// Directory of PEM files with the TPM vendors' root (and intermediate) certificates that
     /// EK certificates must chain to; without any, every TPM enrollment is refused
     /// [default: <data dir>/tpm-trust]
@@ -116,6 +156,14 @@ pub enum ConfigError {
     PublicUrl(String),
     #[error("cookie: {0}")]
     Cookie(#[from] CookieError),
+    #[error("{option}: {value:?} is not one of {allowed}")]
+    Choice {
+        option: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+    #[error("passkey trust list: {0}")]
+    Trust(#[from] TrustError),
 }
 
 /// The resolved configuration of a running service.
@@ -129,6 +177,7 @@ pub struct Config {
     pub public_url_set: bool,
     /// Page cache of the database, in bytes.
     pub cache_bytes: u64,
+    pub passkeys: PasskeySettings,
     /// PEM files of the TPM vendor roots that EK certificates must chain to.
     pub tpm_trust_dir: PathBuf,
     /// Whether a device failing a TPM check enrolls at `software` instead of being refused.
@@ -158,6 +207,19 @@ impl ServeOptions {
         self.cache_mb = self.cache_mb.or(file.cache_mb);
         self.tls_cert = self.tls_cert.or(file.tls_cert);
         self.tls_key = self.tls_key.or(file.tls_key);
+        self.password_sign_in = self.password_sign_in.or(file.password_sign_in);
+        self.passkey_rp_id = self.passkey_rp_id.or(file.passkey_rp_id);
+        self.passkey_attestation = self.passkey_attestation.or(file.passkey_attestation);
+        self.passkey_trusted_ca_dir = self.passkey_trusted_ca_dir.or(file.passkey_trusted_ca_dir);
+        self.passkey_trusted_aaguids = self
+            .passkey_trusted_aaguids
+            .or(file.passkey_trusted_aaguids);
+        self.passkey_metadata_blob = self.passkey_metadata_blob.or(file.passkey_metadata_blob);
+        self.passkey_counter = self.passkey_counter.or(file.passkey_counter);
+        self.passkey_freshness = self.passkey_freshness.or(file.passkey_freshness);
+        self.passkey_step_up_max_age = self
+            .passkey_step_up_max_age
+            .or(file.passkey_step_up_max_age);
         self.tpm_trust_dir = self.tpm_trust_dir.or(file.tpm_trust_dir);
         self.tpm_software_fallback = self.tpm_software_fallback.or(file.tpm_software_fallback);
         Ok(self)
@@ -203,6 +265,7 @@ impl ServeOptions {
             )?,
             algorithms: algorithms(self.algorithms.as_deref())?,
         };
+        let passkeys = self.passkey_settings(policy.challenge_ttl)?;
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
@@ -221,6 +284,56 @@ impl ServeOptions {
                 .map_or(crate::store::DEFAULT_CACHE_BYTES, |mb| {
                     mb.saturating_mul(1024 * 1024)
                 }),
+            passkeys,
+        })
+    }
+
+    /// Resolves the passkey options and loads the attestation trust list.
+    fn passkey_settings(&self, ceremony_ttl: u64) -> Result<PasskeySettings, ConfigError> {
+        let defaults = PasskeySettings::default();
+        let attestation = match self.passkey_attestation.as_deref() {
+            None => AttestationMode::Any,
+            Some(name) => AttestationMode::from_name(name).ok_or(ConfigError::Choice {
+                option: "--passkey-attestation",
+                value: name.to_owned(),
+                allowed: "any, trusted",
+            })?,
+        };
+        let counter = match self.passkey_counter.as_deref() {
+            None => CounterPolicy::Reject,
+            Some(name) => CounterPolicy::from_name(name).ok_or(ConfigError::Choice {
+                option: "--passkey-counter",
+                value: name.to_owned(),
+                allowed: "reject, record",
+            })?,
+        };
+        let trust = TrustAnchors::load(
+            self.passkey_trusted_ca_dir.as_deref(),
+            self.passkey_trusted_aaguids.as_deref().unwrap_or_default(),
+            self.passkey_metadata_blob.as_deref(),
+        )?;
+        if attestation == AttestationMode::Trusted && trust.is_empty() {
+            return Err(ConfigError::Trust(TrustError::NoRoots));
+        }
+        Ok(PasskeySettings {
+            rp_id: self.passkey_rp_id.clone(),
+            attestation,
+            trust,
+            counter,
+            freshness: duration(
+                "--passkey-freshness",
+                self.passkey_freshness.as_deref(),
+                Duration::from_secs(defaults.freshness),
+                60,
+            )?,
+            step_up_max_age: duration(
+                "--passkey-step-up-max-age",
+                self.passkey_step_up_max_age.as_deref(),
+                Duration::from_secs(defaults.step_up_max_age),
+                1,
+            )?,
+            ceremony_ttl,
+            password_sign_in: self.password_sign_in.unwrap_or(true),
         })
     }
 }
@@ -352,6 +465,40 @@ mod tests {
         assert_eq!(config.listen.port(), 7443);
         assert_eq!(config.policy.algorithms, vec![Algorithm::Es256]);
         assert_eq!(config.tpm_trust_dir, PathBuf::from("/etc/tpm-roots"));
+    }
+
+    #[test]
+    fn file_sets_passkey_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devbound.toml");
+        std::fs::write(
+            &path,
+            "password-sign-in = false\npasskey-counter = \"record\"\npasskey-freshness = \"1h\"\n",
+        )
+        .unwrap();
+        let options = ServeOptions {
+            config: Some(path),
+            ..ServeOptions::default()
+        };
+        let config = options.merge_file().unwrap().resolve().unwrap();
+        assert!(!config.passkeys.password_sign_in);
+        assert_eq!(config.passkeys.counter, CounterPolicy::Record);
+        assert_eq!(config.passkeys.freshness, 3600);
+        assert_eq!(config.passkeys.step_up_max_age, 300);
+    }
+
+    #[test]
+    fn passkey_choices_are_validated() {
+        let options = ServeOptions {
+            passkey_attestation: Some("strict".into()),
+            ..ServeOptions::default()
+        };
+        assert!(matches!(options.resolve(), Err(ConfigError::Choice { .. })));
+        let options = ServeOptions {
+            passkey_counter: Some("ignore".into()),
+            ..ServeOptions::default()
+        };
+        assert!(matches!(options.resolve(), Err(ConfigError::Choice { .. })));
     }
 
     #[test]

@@ -348,6 +348,8 @@ mod tests {
             previous_credential_expires_at: 0,
             last_proof_at: None,
             refresh_count: 0,
+            passkey_id: None,
+            passkey_proof_at: None,
             device_id: device_id.map(str::to_owned),
         }
     }

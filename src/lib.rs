@@ -25,6 +25,7 @@ pub mod example_api;
 pub mod http;
 pub mod metrics;
 pub mod oauth;
+pub mod passkey;
 pub mod store;
 pub mod tls;
 pub mod tpm;

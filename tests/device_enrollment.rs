@@ -1,6 +1,7 @@
-//! Device enrollment over HTTPS without a TPM: every refusal the server reaches from the first
-//! request or from a wrong answer, with evidence captured from swtpm (`fixtures/tpm/`). Each
-//! refused enrollment records no device, and a code or challenge is spent by its first use.
+//! Device enrollment over HTTPS without a TPM: every refusal the server reaches from the start
+//! request or from a wrong finish request, with evidence captured from swtpm
+//! (`fixtures/tpm/`). Each refused enrollment records no device, and a code or challenge is
+//! spent by its first use.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -88,7 +89,7 @@ fn assert_refused(server: &TestServer, (status, body): &(StatusCode, Value), rea
 }
 
 #[tokio::test]
-async fn ek_certificate_from_an_untrusted_ca_is_refused_and_spends_the_code() {
+async fn untrusted_ca_refused_and_code_spent() {
     let (server, _, code) = setup().await;
     let body = start_body(
         &code,

@@ -28,8 +28,8 @@ use support::devices::{
 use support::server::TestServer;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_devbound");
-/// The issue asks for at least 2,000 TPM-signed refreshes: about 1 TPM signature in 256 has a
-/// leading zero byte in `r` or `s`, so this many exercise the padding several times.
+/// TPM-signed refreshes in the end-to-end test. About 1 TPM signature in 256 has a leading zero
+/// byte in `r` or `s`, so 2,000 exercise the JWS padding several times.
 const REFRESHES: u32 = 2_000;
 
 fn device(args: &[&str], state_dir: &Path, tcti: &str) -> Output {
@@ -90,14 +90,14 @@ fn data_dir(server: &TestServer) -> &Path {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn device_enrolls_refreshes_2000_times_with_tpm_signatures_then_revocation_ends_it() {
+async fn device_refreshes_2000_times_until_revoked() {
     let Some((tcti, trust)) = swtpm() else { return };
     let _lock = TPM_LOCK.lock().await;
     let server = server_trusting(trust).await;
     let state = enroll_with_cli(&server, "alice", &tcti).await;
     let state_dir = state.path().join("device");
 
-    // The state directory holds TPM blobs and ids; no cookie, no key in the clear.
+    // The state directory contains TPM blobs and ids, with no cookie and no key in the clear.
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state_dir.join("device.json")).unwrap()).unwrap();
     let device_id = saved["device_id"].as_str().unwrap().to_owned();
@@ -109,7 +109,8 @@ async fn device_enrolls_refreshes_2000_times_with_tpm_signatures_then_revocation
         .unwrap()
         .record;
     assert_eq!(stored.assurance, Assurance::Tpm);
-    assert!(stored.ek_certificate_sha256.is_some() && !stored.ak_name.is_empty());
+    assert!(stored.ek_certificate_sha256.is_some());
+    assert!(!stored.ak_name.is_empty());
     let session = stored_session(&server, &session_id);
     assert!(session.is_bound());
     assert_eq!(
@@ -119,8 +120,8 @@ async fn device_enrolls_refreshes_2000_times_with_tpm_signatures_then_revocation
     );
     assert_eq!(session.key.as_ref().unwrap().jwk, stored.session_key);
 
-    // 2,000 refreshes, each a TPM2_Sign over the server's challenge, then a route that demands
-    // assurance tpm answers the device's fresh cookie.
+    // 2,000 refreshes, each a TPM2_Sign over the server's challenge. Then a route that demands
+    // assurance tpm accepts the device's fresh cookie.
     let count = REFRESHES.to_string();
     let printed = check(&device(
         &["refresh", "--count", &count, "--get", routes::API_ATTESTED],
@@ -165,7 +166,7 @@ async fn device_enrolls_refreshes_2000_times_with_tpm_signatures_then_revocation
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert_eq!(revoked["revoked_by"], json!("owner"));
 
-    // The next refresh is refused: the server answers continue:false and the client stops.
+    // The next refresh is refused: the server returns continue:false and the client stops.
     let output = device(&["refresh"], &state_dir, &tcti);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

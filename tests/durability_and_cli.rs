@@ -413,3 +413,59 @@ async fn audit_log_chains_and_finds_edit() {
         "{message}"
     );
 }
+
+/// `user invite` prints a working invitation link with the service stopped and running.
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_cli_invites_to_a_first_passkey() {
+    let dir = tempfile::tempdir().unwrap();
+    let stopped = devbound(&["user", "invite", "dave"], dir.path(), None);
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let stopped_url = String::from_utf8_lossy(&stopped.stdout).trim().to_owned();
+    assert!(
+        stopped_url.contains("/passkeys/enroll?invite="),
+        "{stopped_url}"
+    );
+
+    let port = free_port();
+    let _service = Service::start(dir.path(), port).await;
+    let running = devbound(&["user", "invite", "erin"], dir.path(), None);
+    assert!(
+        running.status.success(),
+        "{}",
+        String::from_utf8_lossy(&running.stderr)
+    );
+    let running_url = String::from_utf8_lossy(&running.stdout).trim().to_owned();
+    assert!(
+        running_url.starts_with(&format!("https://localhost:{port}/passkeys/enroll?invite=")),
+        "{running_url}"
+    );
+
+    // Both invitations start a registration for their user.
+    let cert = std::fs::read(dir.path().join("tls-cert.pem")).unwrap();
+    let http = https_client(&cert).unwrap();
+    for (user, url) in [("dave", &stopped_url), ("erin", &running_url)] {
+        let invite = url.split("invite=").nth(1).unwrap();
+        let response = http
+            .post(format!(
+                "https://localhost:{port}{}",
+                routes::ENROLL_OPTIONS
+            ))
+            .json(&serde_json::json!({ "invite": invite, "name": "laptop" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "invitation for {user}");
+        let options: Value = response.json().await.unwrap();
+        assert_eq!(options["publicKey"]["user"]["name"], user);
+    }
+    let users = devbound(&["user", "list"], dir.path(), None);
+    let listed = String::from_utf8_lossy(&users.stdout).into_owned();
+    assert!(
+        listed.contains("dave") && listed.contains("erin"),
+        "{listed}"
+    );
+}

@@ -238,6 +238,8 @@ fn bound_session(session: &ClientSession, user_id: &str, jwk: &Jwk, now: u64) ->
         previous_credential_expires_at: 0,
         last_proof_at: Some(now),
         refresh_count: 0,
+        passkey_id: None,
+        passkey_proof_at: None,
         device_id: None,
     }
 }

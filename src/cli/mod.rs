@@ -65,6 +65,14 @@ pub enum UserCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Print a single-use link, valid for 24 hours, with which a person registers a first
+    /// passkey without a password. Creates a passkey-only account if NAME does not exist.
+    Invite {
+        /// User name: letters, digits, `.`, `_`, `-` or `@`, at most 64
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
     /// List accounts.
     List {
         #[command(flatten)]

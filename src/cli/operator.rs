@@ -15,7 +15,9 @@ use crate::audit::{self, Event};
 use crate::clock::{Clock, SystemClock};
 use crate::dbsc;
 use crate::http::routes;
-use crate::http::{ADMIN_TOKEN_FILE, SERVER_FILE, ServerInfo, SessionView};
+use crate::http::{
+    ADMIN_TOKEN_FILE, InviteView, SERVER_FILE, ServerInfo, SessionView, create_invite,
+};
 use crate::store::{AuditEntry, SessionState, SledStore, Store, StoreError, Update};
 
 pub(super) enum Backend {
@@ -32,6 +34,16 @@ pub async fn user(command: UserCommand) -> Result<(), String> {
         UserCommand::Add { name, data, .. } => {
             let password = read_password()?;
             add_user(&open_or_create(&data)?, &name, &password).await
+        }
+        UserCommand::Invite { name, data } => {
+            let invite = invite_user(&open_or_create(&data)?, &data, &name).await?;
+            println!("{}", invite.url);
+            eprintln!(
+                "devbound: send this link to {}; it works once, until {}",
+                invite.user,
+                crate::http::utc(invite.expires_at)
+            );
+            Ok(())
         }
         UserCommand::List { data } => {
             let users = match open(&data)? {
@@ -180,6 +192,29 @@ pub(super) async fn remote_call(
             .as_str()
             .unwrap_or("request failed")
             .to_owned())
+    }
+}
+
+/// Creates an invitation directly in the database, or through the running service.
+async fn invite_user(backend: &Backend, data: &DataDir, name: &str) -> Result<InviteView, String> {
+    match backend {
+        Backend::Direct(store) => {
+            // The service is stopped; the link uses the origin it last served on.
+            let origin = std::fs::read(data.data_dir.join(SERVER_FILE))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<ServerInfo>(&bytes).ok())
+                .map_or_else(|| "https://localhost:8443".to_owned(), |info| info.url);
+            let invite = create_invite(store, name, &origin, SystemClock.now())
+                .await
+                .map_err(|error| error.to_string())??;
+            store.flush_now().map_err(|error| error.to_string())?;
+            Ok(invite)
+        }
+        remote => {
+            let path = routes::with_id(routes::ADMIN_USER_INVITE, name);
+            let body = remote_call(remote, reqwest::Method::POST, &path, None).await?;
+            serde_json::from_value(body).map_err(|error| format!("unexpected answer: {error}"))
+        }
     }
 }
 

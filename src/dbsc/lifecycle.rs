@@ -102,6 +102,8 @@ pub fn begin_sign_in(
         previous_credential_expires_at: 0,
         last_proof_at: None,
         refresh_count: 0,
+        passkey_id: None,
+        passkey_proof_at: None,
         device_id: None,
     };
     let challenge = RegistrationChallenge {
@@ -155,7 +157,8 @@ pub fn complete_registration(
     bound.expires_at = now + policy.session_ttl;
     bound.authorization_digest = None;
     bound.key = Some(proof.key);
-    bound.assurance = Assurance::Software;
+    // A browser's DBSC key is a software key; a passkey sign-in may already have set more.
+    bound.assurance = bound.assurance.max(Assurance::Software);
     Ok(renew(policy, &bound, now, rng))
 }
 

@@ -46,6 +46,7 @@ impl Unauthenticated {
     }
 }
 
+#[derive(Debug)]
 pub enum AuthError {
     Unauthenticated(Unauthenticated),
     Store(StoreError),

@@ -3,17 +3,25 @@
 mod admin;
 mod agents;
 mod api;
-mod auth;
+pub mod auth;
 mod dbsc;
 mod devices;
 mod oauth;
+mod enroll;
 mod pages;
+mod passkey_views;
+mod passkeys;
 pub mod routes;
 mod server;
+mod step_up;
 mod views;
 
 pub use devices::DeviceView;
+pub use enroll::{InviteView, create_invite};
 pub use server::{ADMIN_TOKEN_FILE, RunningServer, SERVER_FILE, ServeError, ServerInfo, start};
+pub use step_up::{
+    require_json as require_step_up_json, require_page as require_step_up, step_up_url,
+};
 pub use views::{SessionView, utc};
 
 use std::sync::Arc;
@@ -25,6 +33,7 @@ use crate::clock::Clock;
 use crate::crypto::Secret;
 use crate::dbsc::Policy;
 use crate::metrics::Metrics;
+use crate::passkey::RelyingParty;
 use crate::store::Store;
 use crate::tpm::{EnrollmentPolicy, TrustStore};
 
@@ -36,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub oauth: Arc<OAuthState>,
+    /// The WebAuthn Relying Party and the operator's passkey policies.
+    pub passkeys: Arc<RelyingParty>,
     admin_token: Arc<Secret>,
     /// TPM vendor roots and enrollment challenge lifetime; see [`AppState::with_enrollment`].
     pub enrollment: Arc<EnrollmentPolicy>,
@@ -52,6 +63,7 @@ impl AppState {
         policy: Policy,
         clock: Arc<dyn Clock>,
         admin_token: Secret,
+        passkeys: RelyingParty,
     ) -> Self {
         let enrollment = EnrollmentPolicy {
             trust_store: TrustStore::default(),
@@ -73,6 +85,7 @@ impl AppState {
             policy: Arc::new(policy),
             metrics: Arc::new(Metrics::new()),
             clock,
+            passkeys: Arc::new(passkeys),
             admin_token: Arc::new(admin_token),
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |cpus| cpus.get().max(2)),
@@ -172,6 +185,25 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::ADMIN_AGENT_STATE, post(agents::admin_set_state))
         .route(routes::ADMIN_KEYS_ROTATE, post(agents::admin_rotate_keys))
+        .route(
+            routes::PASSKEY_SIGN_IN_OPTIONS,
+            post(passkeys::sign_in_options),
+        )
+        .route(routes::PASSKEY_SIGN_IN, post(passkeys::sign_in))
+        .route(routes::PASSKEYS, get(passkeys::list_page))
+        .route(
+            routes::PASSKEY_REGISTER_OPTIONS,
+            post(passkeys::register_options),
+        )
+        .route(routes::PASSKEY_REGISTER, post(passkeys::register))
+        .route(routes::PASSKEY_RENAME, post(passkeys::rename))
+        .route(routes::PASSKEY_REMOVE, post(passkeys::remove))
+        .route(routes::STEP_UP, get(step_up::page).post(step_up::verify))
+        .route(routes::STEP_UP_OPTIONS, post(step_up::options))
+        .route(routes::API_PASSKEYS, get(passkeys::list_json))
+        .route(routes::ENROLL, get(enroll::page).post(enroll::finish))
+        .route(routes::ENROLL_OPTIONS, post(enroll::options))
+        .route(routes::ADMIN_USER_INVITE, post(enroll::invite))
         .route(routes::ADMIN_AUDIT, get(admin::list_audit))
         .route(routes::DEVICES, get(devices::devices_page))
         .route(routes::DEVICE_CODES, post(devices::create_code_page))

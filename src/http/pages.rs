@@ -12,10 +12,12 @@ use super::AppState;
 use super::auth::{self, AuthError, CurrentSession};
 use super::routes;
 use super::views::{self, escape, page, utc};
+use super::{passkey_views, step_up};
 use crate::account;
 use crate::audit::Event;
 use crate::dbsc::{self, headers};
 use crate::metrics::Outcome;
+use crate::passkey::{Asserted, binding};
 use crate::store::{SessionState, StoreError};
 
 /// How long a sign-in waits for a free password check before it is turned away.
@@ -36,7 +38,10 @@ pub async fn root() -> Redirect {
     Redirect::to(routes::APP)
 }
 
-pub async fn login_form(Query(query): Query<LoginQuery>) -> Html<String> {
+pub async fn login_form(
+    State(state): State<AppState>,
+    Query(query): Query<LoginQuery>,
+) -> Html<String> {
     let notice = match query.reason.as_deref() {
         Some("unbound") => {
             r#"<p class="notice">Sign in again. This browser has no session bound to a device key: it may not support Device Bound Session Credentials, or its last refresh failed.</p>"#
@@ -44,20 +49,11 @@ pub async fn login_form(Query(query): Query<LoginQuery>) -> Html<String> {
         Some("signed_out") => r#"<p class="notice">You have signed out.</p>"#,
         _ => "",
     };
-    Html(login_page(notice))
+    Html(login_page(&state, notice))
 }
 
-fn login_page(notice: &str) -> String {
-    page(
-        "Sign in",
-        &format!(
-            r#"{notice}<form method="post" action="{action}">
-<label>User name <input name="username" autocomplete="username" required autofocus></label>
-<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-<button type="submit">Sign in</button></form>"#,
-            action = routes::LOGIN
-        ),
-    )
+fn login_page(state: &AppState, notice: &str) -> String {
+    passkey_views::login_page(notice, state.passkeys.settings.password_sign_in)
 }
 
 /// Checks the password and starts a pending session with a DBSC registration offer.
@@ -69,11 +65,18 @@ pub async fn login(
     if !auth::same_origin(&state, &headers) {
         return forbidden_origin(&state, "login");
     }
+    if !state.passkeys.settings.password_sign_in {
+        tracing::info!(target: "security", "password sign-in rejected: passwords are turned off");
+        state.metrics.refuse("login", "passwords_off");
+        let notice = r#"<p class="notice">Your organisation signs in with passkeys only. Use "Sign in with a passkey".</p>"#;
+        return (StatusCode::FORBIDDEN, Html(login_page(&state, notice))).into_response();
+    }
     let Ok(Form(form)) = form else {
         state.metrics.refuse("login", "malformed_form");
         return (
             StatusCode::BAD_REQUEST,
             Html(login_page(
+                &state,
                 r#"<p class="notice">The sign-in form needs a user name and a password.</p>"#,
             )),
         )
@@ -93,7 +96,7 @@ pub async fn login(
         Ok(user) => user,
         Err(response) => return response,
     };
-    match start_session(&state, &user.id, now).await {
+    match start_session(&state, &user.id, now, None).await {
         Ok(response) => {
             state
                 .metrics
@@ -128,7 +131,11 @@ async fn check_password(
         state.metrics.refuse("login", "busy");
         let notice =
             r#"<p class="notice">Too many sign-ins are in progress. Try again in a moment.</p>"#;
-        return Err((StatusCode::SERVICE_UNAVAILABLE, Html(login_page(notice))).into_response());
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Html(login_page(state, notice)),
+        )
+            .into_response());
     };
     let verified = tokio::task::spawn_blocking(move || {
         account::verify_password(checked.as_ref(), &form.password)
@@ -154,7 +161,7 @@ async fn check_password(
                 })
                 .inc();
             let notice = r#"<p class="notice">The user name or password is incorrect.</p>"#;
-            Err((StatusCode::UNAUTHORIZED, Html(login_page(notice))).into_response())
+            Err((StatusCode::UNAUTHORIZED, Html(login_page(state, notice))).into_response())
         }
         _ => Err(internal_error(
             "login",
@@ -163,12 +170,22 @@ async fn check_password(
     }
 }
 
-async fn start_session(state: &AppState, user_id: &str, now: u64) -> Result<Response, StoreError> {
-    let sign_in = {
+/// Starts a pending session for `user_id`, proved by `passkey` if it signed in with one, and
+/// offers the browser a DBSC registration.
+pub(super) async fn start_session(
+    state: &AppState,
+    user_id: &str,
+    now: u64,
+    passkey: Option<&Asserted>,
+) -> Result<Response, StoreError> {
+    let mut sign_in = {
         let mut rng = rand::thread_rng();
         dbsc::begin_sign_in(&state.policy, user_id, now, &mut rng)
     }
     .map_err(|error| StoreError::Database(error.to_string()))?;
+    if let Some(asserted) = passkey {
+        sign_in.session = binding::record_proof(&sign_in.session, asserted, now);
+    }
     state.store.insert_session(&sign_in.session)?;
     state.store.insert_challenge(&sign_in.challenge)?;
     state.store.sync().await?;
@@ -177,7 +194,8 @@ async fn start_session(state: &AppState, user_id: &str, now: u64) -> Result<Resp
         target: "security",
         session = %sign_in.session.id,
         user = %user_id,
-        "password sign-in; DBSC registration offered"
+        passkey = sign_in.session.passkey_id.as_deref().unwrap_or("-"),
+        "sign-in; DBSC registration offered"
     );
     state.audit(&Event::allowed(
         format!("user:{user_id}"),
@@ -214,6 +232,8 @@ pub async fn app(State(state): State<AppState>, headers: HeaderMap) -> Response 
     };
     let session = &current.session.record;
     let view = views::SessionView::new(session, Some(&session.id));
+    let assurance = binding::effective_assurance(session, now, state.passkeys.settings.freshness);
+    let passkey = passkey_summary(&state, session);
     let body = format!(
         r#"<p class="ok">Signed in as <strong>{user}</strong>.</p>
 <table>
@@ -225,23 +245,39 @@ pub async fn app(State(state): State<AppState>, headers: HeaderMap) -> Response 
 <tr><th>Last proof</th><td id="last-proof">{last_proof}</td></tr>
 <tr><th>Cookie expires</th><td id="cookie-expiry">{cookie_expiry}</td></tr>
 <tr><th>Refreshes</th><td id="refreshes">{refreshes}</td></tr>
+<tr><th>Passkey</th><td id="passkey">{passkey}</td></tr>
 </table>
-<p><a href="{sessions}">Your sessions</a> · <a href="{devices}">Your devices</a></p>
+<p><a href="{sessions}">Your sessions</a> · <a href="{passkeys}">Your passkeys</a> · <a href="{devices}">Your devices</a></p>
 <form method="post" action="{logout}"><button type="submit">Sign out</button></form>"#,
         user = escape(&current.user.name),
         id = escape(&session.id),
         state = view.state,
         alg = view.algorithm.unwrap_or("-"),
-        assurance = view.assurance,
+        assurance = assurance.name(),
         device = escape(view.device_id.as_deref().unwrap_or("-")),
         devices = routes::DEVICES,
         last_proof = view.last_proof_at.map_or_else(|| "-".to_owned(), utc),
         cookie_expiry = utc(session.credential_expires_at),
         refreshes = view.refresh_count,
         sessions = routes::SESSIONS,
+        passkeys = routes::PASSKEYS,
         logout = routes::LOGOUT,
     );
     ([(CACHE_CONTROL, "no-store")], Html(page("devbound", &body))).into_response()
+}
+
+/// Describes the passkey that last proved the session, and when.
+fn passkey_summary(state: &AppState, session: &crate::store::SessionRecord) -> String {
+    let (Some(id), Some(proved_at)) = (&session.passkey_id, session.passkey_proof_at) else {
+        return "none (signed in with a password)".to_owned();
+    };
+    let name = state
+        .store
+        .find_passkey(id)
+        .ok()
+        .flatten()
+        .map_or_else(|| "a removed passkey".to_owned(), |passkey| passkey.name);
+    format!("{}, proved {}", escape(&name), utc(proved_at))
 }
 
 /// Lists the user's sessions with a revoke button for each live one.
@@ -269,18 +305,20 @@ pub async fn sessions(State(state): State<AppState>, headers: HeaderMap) -> Resp
         } else {
             String::new()
         };
+        let freshness = state.passkeys.settings.freshness;
         rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>\n",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>\n",
             escape(&session.id),
             view.state,
             view.algorithm.unwrap_or("-"),
-            view.assurance,
+            binding::effective_assurance(session, now, freshness).name(),
             view.last_proof_at.map_or_else(|| "-".to_owned(), utc),
+            session.passkey_proof_at.map_or_else(|| "-".to_owned(), utc),
             utc(session.created_at),
         ));
     }
     let body = format!(
-        "<table><tr><th>Session</th><th>State</th><th>Algorithm</th><th>Assurance</th><th>Last proof</th><th>Signed in</th><th></th></tr>\n{rows}</table>\n<p><a href=\"{}\">Back</a></p>",
+        "<table><tr><th>Session</th><th>State</th><th>Algorithm</th><th>Assurance</th><th>Last proof</th><th>Passkey proof</th><th>Signed in</th><th></th></tr>\n{rows}</table>\n<p><a href=\"{}\">Back</a></p>",
         routes::APP
     );
     (
@@ -347,7 +385,9 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
     }
 }
 
-/// Returns the bound session of a page request, or a redirect to the sign-in page.
+/// Returns the bound session of a page request, or a redirect to the sign-in page. A
+/// passkey-bound session whose passkey proof is older than the freshness window is sent to the
+/// step-up page first.
 pub(super) fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
@@ -355,7 +395,19 @@ pub(super) fn signed_in(
     endpoint: &'static str,
 ) -> Result<CurrentSession, Response> {
     match auth::authenticate(state, headers, now) {
-        Ok(current) => Ok(current),
+        Ok(current) => {
+            let freshness = state.passkeys.settings.freshness;
+            if binding::needs_reproof(&current.session.record, now, freshness) {
+                state.metrics.refuse(endpoint, "passkey_proof_expired");
+                let return_to = match endpoint {
+                    "sessions" => routes::SESSIONS,
+                    "passkeys" => routes::PASSKEYS,
+                    _ => routes::APP,
+                };
+                return Err(Redirect::to(&step_up::step_up_url(return_to)).into_response());
+            }
+            Ok(current)
+        }
         Err(AuthError::Unauthenticated(reason)) => {
             tracing::debug!(target: "security", endpoint, reason = reason.reason(), "page request without a bound session");
             state.metrics.refuse(endpoint, reason.reason());

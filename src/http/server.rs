@@ -14,6 +14,7 @@ use super::{AppState, router};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::Secret;
+use crate::passkey::{RelyingParty, RelyingPartyError};
 use crate::store::{SledStore, Store, StoreError};
 use crate::tls::{self, TlsError, TlsFiles};
 use crate::tpm::{EnrollmentPolicy, TrustStore};
@@ -44,6 +45,8 @@ pub enum ServeError {
     TlsConfig(std::io::Error),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    #[error("passkeys: {0}")]
+    Passkeys(#[from] RelyingPartyError),
 }
 
 /// The address of a running service, written to the data directory for the CLI.
@@ -94,7 +97,8 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
     let info = write_server_info(&config.data_dir, addr, &tls)?;
 
     let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let state = AppState::new(shared, config.policy.clone(), clock, admin_token)
+    let passkeys = RelyingParty::new(config.passkeys.clone(), &config.policy.origin)?;
+    let state = AppState::new(shared, config.policy.clone(), clock, admin_token, passkeys)
         .with_enrollment(enrollment_policy(&config))
         .with_software_fallback(config.tpm_software_fallback);
     state
@@ -260,7 +264,9 @@ async fn sweep(state: AppState) {
         let store = state.store.clone();
         let sweep_sessions = round % SESSION_SWEEP_EVERY == 0;
         let swept = tokio::task::spawn_blocking(move || {
-            let challenges = store.purge_challenges(now)? + store.purge_enrollments(now)?;
+            let challenges = store.purge_challenges(now)?
+                + store.purge_enrollments(now)?
+                + store.purge_ceremonies(now)?;
             sweep_oauth(store.as_ref(), now, sweep_sessions)?;
             let sessions = if sweep_sessions {
                 store.purge_sessions(now, now.saturating_sub(ENDED_SESSION_RETENTION))?

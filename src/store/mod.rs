@@ -4,6 +4,7 @@
 //! this module may assume sled, so that a shared database can stand in later.
 
 mod agents;
+mod passkey_records;
 mod records;
 mod sled_store;
 #[cfg(test)]
@@ -13,6 +14,7 @@ pub use agents::{
     AccessTokenClaims, Actor, AgentChange, AgentRecord, AgentState, Confirmation,
     DeviceGrantRecord, DeviceGrantStatus, MayAct, SigningKeyRecord, TokenLineage, TokenRecord,
 };
+pub use passkey_records::{AttestationTrust, CeremonyPurpose, CeremonyRecord, PasskeyRecord};
 
 pub use records::{
     Assurance, AuditEntry, BoundKey, DeviceRecord, EnrollmentCode, PendingChallenge,
@@ -127,6 +129,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     -> Result<Option<PendingEnrollment>, StoreError>;
     /// Deletes expired enrollment codes and started enrollments.
     fn purge_enrollments(&self, now: u64) -> Result<usize, StoreError>;
+    // Passkeys.
+
+    /// Inserts a passkey; returns `false` and writes nothing if its credential id is taken.
+    fn insert_passkey(&self, passkey: &PasskeyRecord) -> Result<bool, StoreError>;
+    fn find_passkey(&self, id: &str) -> Result<Option<PasskeyRecord>, StoreError>;
+    /// Lists one user's passkeys, oldest first.
+    fn list_passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError>;
+    /// Replaces a stored passkey (after a sign-in or a rename).
+    fn update_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError>;
+    /// Deletes a passkey; returns `false` if it did not exist.
+    fn delete_passkey(&self, id: &str) -> Result<bool, StoreError>;
+    fn insert_ceremony(&self, ceremony: &CeremonyRecord) -> Result<(), StoreError>;
+    /// Removes a ceremony and returns it, atomically, so that it completes at most once.
+    fn consume_ceremony(&self, id: &str) -> Result<Option<CeremonyRecord>, StoreError>;
+    fn purge_ceremonies(&self, now: u64) -> Result<usize, StoreError>;
+    /// Reads a ceremony without consuming it (an invitation, until it is used).
+    fn find_ceremony(&self, id: &str) -> Result<Option<CeremonyRecord>, StoreError>;
+
 
     // Agents, device authorization grants, access tokens, DPoP proofs and signing keys.
 

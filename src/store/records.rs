@@ -101,6 +101,12 @@ pub struct SessionRecord {
     pub previous_credential_expires_at: UnixTime,
     pub last_proof_at: Option<UnixTime>,
     pub refresh_count: u64,
+    /// Credential id (base64url) of the passkey that last proved this session, if any.
+    #[serde(default)]
+    pub passkey_id: Option<String>,
+    /// When that passkey last proved possession with a WebAuthn assertion.
+    #[serde(default)]
+    pub passkey_proof_at: Option<UnixTime>,
     /// The enrolled device this session was issued to. Its registration must use the device's
     /// session key, and the session ends at its next refresh once the device is revoked.
     #[serde(default)]

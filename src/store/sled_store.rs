@@ -13,9 +13,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::{
-    AgentChange, AgentRecord, AuditEntry, DeviceGrantRecord, DeviceRecord, EnrollmentCode,
-    PendingEnrollment, RegistrationChallenge, SessionRecord, SessionState, SigningKeyRecord, Store,
-    StoreError, SyncFuture, TokenRecord, Update, UserRecord, Versioned,
+    AgentChange, AgentRecord, AuditEntry, CeremonyRecord, DeviceGrantRecord, DeviceRecord,
+    EnrollmentCode, PasskeyRecord, PendingEnrollment, RegistrationChallenge, SessionRecord,
+    SessionState, SigningKeyRecord, Store, StoreError, SyncFuture, TokenRecord, Update,
+    UserRecord, Versioned,
 };
 
 const USERS: &str = "users";
@@ -28,6 +29,9 @@ const DEVICES: &str = "devices";
 const OWNER_DEVICES: &str = "owner_devices";
 const ENROLLMENT_CODES: &str = "enrollment_codes";
 const PENDING_ENROLLMENTS: &str = "pending_enrollments";
+const PASSKEYS: &str = "passkeys";
+const USER_PASSKEYS: &str = "user_passkeys";
+const CEREMONIES: &str = "passkey_ceremonies";
 const AGENTS: &str = "agents";
 const AGENT_NAMES: &str = "agent_names";
 const AGENT_CHANGES: &str = "agent_changes";
@@ -64,6 +68,9 @@ pub struct SledStore {
     owner_devices: sled::Tree,
     enrollment_codes: sled::Tree,
     pending_enrollments: sled::Tree,
+    passkeys: sled::Tree,
+    user_passkeys: sled::Tree,
+    ceremonies: sled::Tree,
     agent_trees: AgentTrees,
     flusher: Arc<Flusher>,
 }
@@ -124,6 +131,9 @@ impl SledStore {
             owner_devices: tree(OWNER_DEVICES)?,
             enrollment_codes: tree(ENROLLMENT_CODES)?,
             pending_enrollments: tree(PENDING_ENROLLMENTS)?,
+            passkeys: tree(PASSKEYS)?,
+            user_passkeys: tree(USER_PASSKEYS)?,
+            ceremonies: tree(CEREMONIES)?,
             agent_trees: AgentTrees {
                 agents: tree(AGENTS)?,
                 agent_names: tree(AGENT_NAMES)?,
@@ -515,6 +525,90 @@ impl Store for SledStore {
             }
         }
         Ok(purged)
+    }
+
+    // Passkeys.
+
+    fn insert_passkey(&self, passkey: &PasskeyRecord) -> Result<bool, StoreError> {
+        let claimed = self
+            .passkeys
+            .compare_and_swap(&passkey.id, None::<&[u8]>, Some(encode(passkey)?))
+            .map_err(database)?;
+        if claimed.is_err() {
+            return Ok(false);
+        }
+        self.user_passkeys
+            .insert(user_session_key(&passkey.user_id, &passkey.id), &[])
+            .map_err(database)?;
+        Ok(true)
+    }
+
+    fn find_passkey(&self, id: &str) -> Result<Option<PasskeyRecord>, StoreError> {
+        get(&self.passkeys, id)
+    }
+
+    fn list_passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let prefix = [user_id.as_bytes(), &[0]].concat();
+        let mut passkeys = Vec::new();
+        for entry in self.user_passkeys.scan_prefix(&prefix) {
+            let (key, _) = entry.map_err(database)?;
+            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some(passkey) = self.find_passkey(&id)? {
+                passkeys.push(passkey);
+            }
+        }
+        passkeys.sort_by_key(|passkey: &PasskeyRecord| passkey.created_at);
+        Ok(passkeys)
+    }
+
+    fn update_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError> {
+        self.passkeys
+            .insert(&passkey.id, encode(passkey)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn delete_passkey(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(bytes) = self.passkeys.remove(id).map_err(database)? else {
+            return Ok(false);
+        };
+        let passkey: PasskeyRecord = decode(id.as_bytes(), &bytes)?;
+        self.user_passkeys
+            .remove(user_session_key(&passkey.user_id, id))
+            .map_err(database)?;
+        Ok(true)
+    }
+
+    fn insert_ceremony(&self, ceremony: &CeremonyRecord) -> Result<(), StoreError> {
+        self.ceremonies
+            .insert(&ceremony.id, encode(ceremony)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn consume_ceremony(&self, id: &str) -> Result<Option<CeremonyRecord>, StoreError> {
+        self.ceremonies
+            .remove(id)
+            .map_err(database)?
+            .map(|bytes| decode(id.as_bytes(), &bytes))
+            .transpose()
+    }
+
+    fn purge_ceremonies(&self, now: u64) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        for entry in self.ceremonies.iter() {
+            let (key, value) = entry.map_err(database)?;
+            let ceremony: CeremonyRecord = decode(&key, &value)?;
+            if ceremony.expires_at <= now {
+                self.ceremonies.remove(&key).map_err(database)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    fn find_ceremony(&self, id: &str) -> Result<Option<CeremonyRecord>, StoreError> {
+        get(&self.ceremonies, id)
     }
 
     // Agents, device authorization grants, access tokens, DPoP proofs and signing keys.

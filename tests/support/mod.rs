@@ -5,4 +5,6 @@ pub mod chromium;
 pub mod dbsc;
 pub mod devices;
 pub mod jose;
+pub mod passkeys;
 pub mod server;
+pub mod webauthn;
