@@ -147,7 +147,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Reads a ceremony without consuming it (an invitation, until it is used).
     fn find_ceremony(&self, id: &str) -> Result<Option<CeremonyRecord>, StoreError>;
 
-
     // Agents, device authorization grants, access tokens, DPoP proofs and signing keys.
 
     /// Inserts an agent; returns `false` and writes nothing if its owner already has an agent

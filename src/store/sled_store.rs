@@ -15,8 +15,8 @@ use tokio::sync::oneshot;
 use super::{
     AgentChange, AgentRecord, AuditEntry, CeremonyRecord, DeviceGrantRecord, DeviceRecord,
     EnrollmentCode, PasskeyRecord, PendingEnrollment, RegistrationChallenge, SessionRecord,
-    SessionState, SigningKeyRecord, Store, StoreError, SyncFuture, TokenRecord, Update,
-    UserRecord, Versioned,
+    SessionState, SigningKeyRecord, Store, StoreError, SyncFuture, TokenRecord, Update, UserRecord,
+    Versioned,
 };
 
 const USERS: &str = "users";
