@@ -12,6 +12,8 @@ use reqwest::StatusCode;
 use reqwest::header::COOKIE;
 use serde_json::Value;
 use support::agents::{AgentWorld, act_chain};
+use support::passkeys;
+use support::webauthn::Attestation;
 
 #[tokio::test]
 async fn owner_to_agent_to_sub_agent_and_revocation() {
@@ -150,4 +152,57 @@ async fn device_grant_pending_then_denied() {
     world.server.advance(30);
     let denied = agent.poll_login(&authorization).await.unwrap_err();
     assert!(denied.to_string().contains("access_denied"), "{denied}");
+}
+
+#[tokio::test]
+async fn owner_with_passkey_steps_up_before_approving() {
+    let world = AgentWorld::start().await;
+    let mut authenticator = passkeys::authenticator(&world.server, support::agents::OWNER, [7; 16]);
+    let (status, body) = passkeys::register(
+        &world.server,
+        &world.owner,
+        &authenticator,
+        &Attestation::None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "passkey registration: {body}");
+    let max_age = world.server.server.state.passkeys.settings.step_up_max_age;
+    world.server.advance(max_age + 1);
+
+    let api = world.api.origin.clone();
+    let id = world
+        .register_agent("stepper", &["files.read"], &[&api], "software")
+        .await;
+    let mut agent = world.agent_client(&id);
+    let authorization = agent.start_login(None).await.unwrap();
+
+    // Without a recent passkey proof the approval goes to the step-up page and changes nothing.
+    let refused = world
+        .http()
+        .post(world.url(routes::DEVICE))
+        .header(COOKIE, world.owner.cookie_header())
+        .form(&[
+            ("user_code", authorization.user_code.as_str()),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SEE_OTHER);
+    let location = refused.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(routes::STEP_UP), "{location}");
+    let pending = agent.poll_login(&authorization).await.unwrap();
+    assert!(matches!(pending, devbound::client::Poll::Wait { .. }));
+
+    let return_to = format!("{}?user_code={}", routes::DEVICE, authorization.user_code);
+    let (status, body) =
+        passkeys::step_up(&world.server, &world.owner, &mut authenticator, &return_to).await;
+    assert_eq!(status, StatusCode::OK, "step-up: {body}");
+    assert_eq!(
+        world.decide(&authorization.user_code, "approve").await,
+        StatusCode::OK
+    );
+    world.server.advance(10);
+    let issued = agent.poll_login(&authorization).await.unwrap();
+    assert!(matches!(issued, devbound::client::Poll::Issued(_)));
 }

@@ -15,7 +15,7 @@ use super::admin::check_admin;
 use super::api::api_session;
 use super::pages::{forbidden_origin, internal_error, signed_in};
 use super::views::{escape, page, utc};
-use super::{AppState, auth, routes};
+use super::{AppState, auth, routes, step_up};
 use crate::agent::{self, AgentError, ChangedBy, NewAgent};
 use crate::audit::Event;
 use crate::oauth::{OAuthError, device_grant};
@@ -386,6 +386,9 @@ pub async fn device_page(
     let Some(typed) = query.user_code.filter(|code| !code.is_empty()) else {
         return page_response("Connect an agent", &user_code_form(""));
     };
+    if let Err(response) = require_owner_step_up(&state, &current, &typed, now) {
+        return response;
+    }
     let found =
         device_grant::find_by_user_code(state.store.as_ref(), &typed, now).and_then(|grant| {
             let agent = state
@@ -427,6 +430,9 @@ pub async fn device_decision(
             "The form needs a user code and a decision.",
         );
     };
+    if let Err(response) = require_owner_step_up(&state, &current, &form.user_code, now) {
+        return response;
+    }
     let approve = form.decision == "approve";
     let decided = device_grant::decide(
         state.store.as_ref(),
@@ -479,6 +485,27 @@ pub async fn device_decision(
 }
 
 // Shared steps.
+
+/// Demands a recent passkey proof from an owner who has a passkey before an agent may act for
+/// them. An owner without one, signed in with a password where the operator allows it,
+/// decides with the bound session alone.
+fn require_owner_step_up(
+    state: &AppState,
+    current: &auth::CurrentSession,
+    user_code: &str,
+    now: u64,
+) -> Result<(), Response> {
+    let passkeys = state
+        .store
+        .list_passkeys(&current.user.id)
+        .map_err(|error| internal_error("device", &error))?;
+    if passkeys.is_empty() {
+        return Ok(());
+    }
+    let code: String = url::form_urlencoded::byte_serialize(user_code.as_bytes()).collect();
+    let return_to = format!("{}?user_code={code}", routes::DEVICE);
+    step_up::require_page(state, current, None, &return_to, now)
+}
 
 async fn register(
     state: &AppState,
