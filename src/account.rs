@@ -56,8 +56,8 @@ pub fn new_user(
     })
 }
 
-/// Creates a user who signs in with passkeys only. The stored hash is the decoy hash that no
-/// known password matches, so a password sign-in for this user fails after the usual Argon2 check.
+/// Creates a user who signs in with passkeys only. The record stores no password hash, so every
+/// password sign-in for this user fails, after the usual Argon2 check of the decoy hash.
 pub fn new_passkey_user(
     name: &str,
     now: UnixTime,
@@ -69,7 +69,7 @@ pub fn new_passkey_user(
     Ok(UserRecord {
         id: base64url::encode(id),
         name: name.to_owned(),
-        password_hash: DECOY_HASH.to_owned(),
+        password_hash: String::new(),
         created_at: now,
     })
 }
@@ -101,16 +101,18 @@ fn hash_password(
         .map_err(|error| AccountError::Hash(error.to_string()))
 }
 
-/// An Argon2id hash that no known password matches. It is checked when the user name is
-/// unknown, so that the response takes as long as for a real user.
+/// An Argon2id hash checked when the user is unknown or has no password, so that the response
+/// takes as long as for a real user. It is public in this source, so it never signs anyone in.
 const DECOY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$u6eLU3v2Fm4Sj0pSmH1bfzXh0kEn4mPSs9JPl+DXXbo";
 
-/// Checks a password against `user`, or against a decoy hash when there is no such user.
+/// Checks a password against `user`, or against a decoy hash when there is no such user or the
+/// user has no password.
 pub fn verify_password(user: Option<&UserRecord>, password: &str) -> Result<(), AccountError> {
     if password.len() > MAX_PASSWORD_LEN {
         return Err(AccountError::BadCredentials);
     }
+    let user = user.filter(|user| has_password(user));
     let stored = user.map_or(DECOY_HASH, |user| user.password_hash.as_str());
     let hash = PasswordHash::new(stored).map_err(|error| AccountError::Hash(error.to_string()))?;
     let matches = Argon2::default()
@@ -121,6 +123,13 @@ pub fn verify_password(user: Option<&UserRecord>, password: &str) -> Result<(), 
     } else {
         Err(AccountError::BadCredentials)
     }
+}
+
+/// Checks whether `user` can sign in with a password. Passkey-only users created before they
+/// stored an empty hash carry the decoy hash, which is public in this source and so must never
+/// sign anyone in.
+pub fn has_password(user: &UserRecord) -> bool {
+    !user.password_hash.is_empty() && user.password_hash != DECOY_HASH
 }
 
 #[cfg(test)]
@@ -155,5 +164,28 @@ mod tests {
             new_user("bob", "short", 0, &mut rng).err(),
             Some(AccountError::InvalidPassword)
         );
+    }
+
+    #[test]
+    fn passkey_user_has_no_password() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let user = new_passkey_user("bob", 0, &mut rng).unwrap();
+
+        assert_eq!(user.password_hash, "");
+        assert!(!has_password(&user));
+        assert_eq!(
+            verify_password(Some(&user), ""),
+            Err(AccountError::BadCredentials)
+        );
+    }
+
+    #[test]
+    fn decoy_hash_never_signs_in() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let mut user = new_passkey_user("carol", 0, &mut rng).unwrap();
+        // A passkey-only user stored by an earlier version carries the decoy hash.
+        user.password_hash = DECOY_HASH.to_owned();
+
+        assert!(!has_password(&user));
     }
 }

@@ -110,8 +110,17 @@ pub struct ServeOptions {
     pub passkey_trusted_aaguids: Option<Vec<String>>,
 
     /// FIDO Metadata Service (MDS3) BLOB file whose models' roots are trusted
-    #[arg(long, env = "DEVBOUND_PASSKEY_METADATA_BLOB")]
+    #[arg(
+        long,
+        env = "DEVBOUND_PASSKEY_METADATA_BLOB",
+        requires = "passkey_metadata_root"
+    )]
     pub passkey_metadata_blob: Option<PathBuf>,
+
+    /// PEM or DER root certificate the metadata BLOB's signature must chain to (for the FIDO
+    /// Metadata Service, the root the FIDO Alliance publishes)
+    #[arg(long, env = "DEVBOUND_PASSKEY_METADATA_ROOT")]
+    pub passkey_metadata_root: Option<PathBuf>,
 
     /// Policy for a signature counter that did not advance: `reject` the sign-in, or `record`
     /// it and give the session software assurance [default: reject]
@@ -215,6 +224,7 @@ impl ServeOptions {
             .passkey_trusted_aaguids
             .or(file.passkey_trusted_aaguids);
         self.passkey_metadata_blob = self.passkey_metadata_blob.or(file.passkey_metadata_blob);
+        self.passkey_metadata_root = self.passkey_metadata_root.or(file.passkey_metadata_root);
         self.passkey_counter = self.passkey_counter.or(file.passkey_counter);
         self.passkey_freshness = self.passkey_freshness.or(file.passkey_freshness);
         self.passkey_step_up_max_age = self
@@ -311,6 +321,7 @@ impl ServeOptions {
             self.passkey_trusted_ca_dir.as_deref(),
             self.passkey_trusted_aaguids.as_deref().unwrap_or_default(),
             self.passkey_metadata_blob.as_deref(),
+            self.passkey_metadata_root.as_deref(),
         )?;
         if attestation == AttestationMode::Trusted && trust.is_empty() {
             return Err(ConfigError::Trust(TrustError::NoRoots));

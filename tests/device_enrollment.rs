@@ -416,3 +416,41 @@ async fn software_fallback_enrolls_a_failing_device_below_tpm() {
     assert_eq!(refused["reason"], json!("wrong_secret"));
     assert_eq!(server.store().list_devices(None).unwrap().len(), 1);
 }
+
+/// Guessed codes are refused without limit, but the audit log records at most
+/// `MAX_REFUSALS_PER_MINUTE` of them a minute and then one entry with the count of the rest.
+#[tokio::test]
+async fn guessed_codes_do_not_grow_audit_log() {
+    use devbound::audit::limit::MAX_REFUSALS_PER_MINUTE;
+
+    let server = TestServer::default_manual().await;
+    let guesses = MAX_REFUSALS_PER_MINUTE + 40;
+    for guess in 0..guesses {
+        let body = start_body(
+            &format!("guess-{guess}"),
+            None,
+            &fixture("swtpm-ek-public.bin"),
+            &fixture("ak-ecc-public.bin"),
+        );
+        let (status, refused) = post_enrollment(&server, routes::API_ENROLL_START, &body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    }
+    let entries = server.store().list_audit(0, 1000).unwrap();
+    assert_eq!(entries.len(), MAX_REFUSALS_PER_MINUTE as usize);
+
+    server.advance(60);
+    let body = start_body(
+        "one-more",
+        None,
+        &fixture("swtpm-ek-public.bin"),
+        &fixture("ak-ecc-public.bin"),
+    );
+    post_enrollment(&server, routes::API_ENROLL_START, &body).await;
+    let entries = server.store().list_audit(0, 1000).unwrap();
+    assert_eq!(entries.len(), MAX_REFUSALS_PER_MINUTE as usize + 2);
+    let summary = &entries[MAX_REFUSALS_PER_MINUTE as usize];
+    assert_eq!(summary.action, "audit.suppressed");
+    assert!(summary.detail.starts_with("40 "), "{}", summary.detail);
+    assert_eq!(entries.last().unwrap().action, "device.enroll");
+    assert!(devbound::audit::verify(None, &entries).is_ok());
+}

@@ -51,8 +51,14 @@ struct Service {
 
 impl Service {
     async fn start(data_dir: &Path, port: u16) -> Self {
+        Self::start_with(data_dir, port, &[]).await
+    }
+
+    /// Starts `devbound serve` with `options` added to its command line.
+    async fn start_with(data_dir: &Path, port: u16, options: &[&str]) -> Self {
         let mut child = Command::new(BINARY)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(options)
             .arg("--data-dir")
             .arg(data_dir)
             .stdout(Stdio::null())
@@ -467,5 +473,32 @@ async fn operator_cli_invites_to_a_first_passkey() {
     assert!(
         listed.contains("dave") && listed.contains("erin"),
         "{listed}"
+    );
+}
+
+/// With the service stopped, `user invite` links to the `--public-url` it last served on, not
+/// to its listen address.
+#[tokio::test(flavor = "multi_thread")]
+async fn stopped_invite_uses_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let service = Service::start_with(
+        dir.path(),
+        port,
+        &["--public-url", "https://login.example.test"],
+    )
+    .await;
+    service.terminate();
+
+    let stopped = devbound(&["user", "invite", "dave"], dir.path(), None);
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let url = String::from_utf8_lossy(&stopped.stdout).trim().to_owned();
+    assert!(
+        url.starts_with("https://login.example.test/passkeys/enroll?invite="),
+        "{url}"
     );
 }

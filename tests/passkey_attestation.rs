@@ -77,6 +77,25 @@ async fn packed_from_trusted_ca_gets_passkey_assurance() {
     assert_eq!(body["aaguid"], MODEL_TEXT);
     assert_eq!(body["attestation_format"], "packed");
 
+    // The passkey list shows the same record.
+    let listed: Value = client
+        .get(routes::API_PASSKEYS)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["passkeys"][0]["aaguid"], MODEL_TEXT);
+    assert_eq!(listed["passkeys"][0]["assurance"], "passkey");
+    let page = client
+        .get(routes::PASSKEYS)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("approved model"), "{page}");
+
     // A session signed in with it is at `passkey` assurance, on the page too.
     let client = sign_in_bound(&server, &mut key).await;
     let session = stored(&server, client.session_id.as_deref().unwrap());
@@ -186,10 +205,13 @@ async fn backup_eligible_key_stays_at_software() {
     assert_eq!(body["assurance"], "software");
 }
 
-/// Writes an MDS3 BLOB (a compact JWS) listing one model with `root` as its attestation root.
-fn write_metadata_blob(path: &std::path::Path, root: &TestCa, status: &str) {
+/// Builds an MDS3 BLOB (a compact JWS) listing one model with `root` as its attestation root,
+/// signed ES256 by a certificate that `signer` issued.
+fn metadata_blob(root: &TestCa, status: &str, signer: &TestCa) -> String {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
     use base64::Engine;
-    let root_der = root.certificate.der().to_vec();
+    let standard = base64::engine::general_purpose::STANDARD;
     let payload = json!({
         "no": 1,
         "nextUpdate": "2027-01-01",
@@ -197,20 +219,37 @@ fn write_metadata_blob(path: &std::path::Path, root: &TestCa, status: &str) {
             "aaguid": MODEL_TEXT,
             "metadataStatement": {
                 "description": "Test Key 5 NFC",
-                "attestationRootCertificates": [
-                    base64::engine::general_purpose::STANDARD.encode(root_der)
-                ],
+                "attestationRootCertificates": [standard.encode(root.certificate.der())],
             },
             "statusReports": [{ "status": status }],
         }],
     });
-    let blob = format!(
-        "{}.{}.{}",
-        base64url::encode(br#"{"alg":"RS256","typ":"JWT"}"#),
-        base64url::encode(payload.to_string()),
-        base64url::encode(b"unsigned")
+    let (signing_cert, signing_key) = signer.packed_leaf(None);
+    let header = json!({ "alg": "ES256", "typ": "JWT", "x5c": [standard.encode(signing_cert)] });
+    let signing_input = format!(
+        "{}.{}",
+        base64url::encode(header.to_string()),
+        base64url::encode(payload.to_string())
     );
-    std::fs::write(path, blob).unwrap();
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &signing_key).unwrap();
+    let signature = key
+        .sign(&SystemRandom::new(), signing_input.as_bytes())
+        .unwrap();
+    format!("{signing_input}.{}", base64url::encode(signature.as_ref()))
+}
+
+/// Writes a BLOB and the metadata root to a new directory and returns options naming them.
+fn blob_options(blob: &str, root: &TestCa, attestation: &str) -> (ServeOptions, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blob.jwt"), blob).unwrap();
+    root.write_to(dir.path(), "mds-root.pem");
+    let options = ServeOptions {
+        passkey_attestation: Some(attestation.into()),
+        passkey_metadata_blob: Some(dir.path().join("blob.jwt")),
+        passkey_metadata_root: Some(dir.path().join("mds-root.pem")),
+        ..ServeOptions::default()
+    };
+    (options, dir)
 }
 
 async fn server_with_blob(
@@ -218,17 +257,46 @@ async fn server_with_blob(
     attestation: &str,
 ) -> (TestServer, DbscClient, TestCa, tempfile::TempDir) {
     let vendor = TestCa::new("Test Vendor Root");
-    let dir = tempfile::tempdir().unwrap();
-    let blob = dir.path().join("blob.jwt");
-    write_metadata_blob(&blob, &vendor, status);
-    let options = ServeOptions {
-        passkey_attestation: Some(attestation.into()),
-        passkey_metadata_blob: Some(blob),
-        ..ServeOptions::default()
-    };
+    let mds = TestCa::new("Test Metadata Root");
+    let (options, dir) = blob_options(&metadata_blob(&vendor, status, &mds), &mds, attestation);
     let server = TestServer::start(options, true).await;
     let client = server.bound_client("alice", Algorithm::Es256).await;
     (server, client, vendor, dir)
+}
+
+#[test]
+fn metadata_blob_must_be_signed_by_its_root() {
+    let vendor = TestCa::new("Test Vendor Root");
+    let mds = TestCa::new("Test Metadata Root");
+    let impostor = TestCa::new("Impostor Metadata Root");
+
+    let (options, _dir) = blob_options(
+        &metadata_blob(&vendor, "FIDO_CERTIFIED", &impostor),
+        &mds,
+        "trusted",
+    );
+    let error = options.resolve().unwrap_err().to_string();
+    assert!(error.contains("does not chain"), "{error}");
+
+    // One character of the signature changed: still base64url, no longer a valid signature.
+    let mut blob = metadata_blob(&vendor, "FIDO_CERTIFIED", &mds).into_bytes();
+    let index = blob.len() - 10;
+    blob[index] = if blob[index] == b'A' { b'B' } else { b'A' };
+    let blob = String::from_utf8(blob).unwrap();
+    let (options, _dir) = blob_options(&blob, &mds, "trusted");
+    let error = options.resolve().unwrap_err().to_string();
+    assert!(error.contains("signature does not verify"), "{error}");
+}
+
+#[test]
+fn metadata_blob_needs_a_root() {
+    let vendor = TestCa::new("Test Vendor Root");
+    let mds = TestCa::new("Test Metadata Root");
+    let (mut options, _dir) =
+        blob_options(&metadata_blob(&vendor, "FIDO_CERTIFIED", &mds), &mds, "any");
+    options.passkey_metadata_root = None;
+    let error = options.resolve().unwrap_err().to_string();
+    assert!(error.contains("--passkey-metadata-root"), "{error}");
 }
 
 #[tokio::test]

@@ -193,6 +193,42 @@ async fn remove_demands_step_up_and_returns() {
 }
 
 #[tokio::test]
+async fn rename_trims_and_rejects_unknown() {
+    let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
+    let client = sign_in_bound(&server, &mut authenticator).await;
+    let id = authenticator.credential_id_b64();
+    let rename = |name: &'static str, id: &str| {
+        support::dbsc::http(&server)
+            .post(format!(
+                "{}{}",
+                server.url(),
+                routes::with_id(routes::PASSKEY_RENAME, id)
+            ))
+            .header(reqwest::header::COOKIE, client.cookie_header())
+            .form(&[("name", name)])
+            .send()
+    };
+
+    let renamed = rename("  Work laptop  ", &id).await.unwrap();
+    assert_eq!(renamed.status(), StatusCode::SEE_OTHER);
+    let stored_name = server.store().find_passkey(&id).unwrap().unwrap().name;
+    assert_eq!(stored_name, "Work laptop");
+
+    let empty = rename("   ", &id).await.unwrap();
+    assert_eq!(empty.status(), StatusCode::BAD_REQUEST);
+    let unknown = rename("Other", "bm90LW1pbmU").await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    let page = client
+        .get(routes::PASSKEYS)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Work laptop"), "{page}");
+}
+
+#[tokio::test]
 async fn step_up_rejects_foreign_return_to() {
     let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
     let client = sign_in_bound(&server, &mut authenticator).await;
@@ -233,6 +269,38 @@ async fn stale_passkey_binding_demands_reproof() {
 }
 
 #[tokio::test]
+async fn stale_passkey_binding_demands_reproof_in_api() {
+    let options = ServeOptions {
+        passkey_freshness: Some("2m".into()),
+        ..ServeOptions::default()
+    };
+    let (server, mut authenticator) = with_passkey(options).await;
+    let client = sign_in_bound(&server, &mut authenticator).await;
+    let sessions = client.get(routes::API_SESSIONS).await.unwrap();
+    assert_eq!(sessions.status(), StatusCode::OK);
+
+    server.advance(121);
+    let stale = client.get(routes::API_SESSIONS).await.unwrap();
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = stale.json().await.unwrap();
+    assert_eq!(body["error"], "step_up_required");
+    assert_eq!(body["step_up_url"], "/passkeys/step-up?return_to=%2Fapp");
+    let (status, body) = post_json(
+        &server,
+        &client,
+        routes::API_DEVICE_CODES,
+        &json!({ "name": "laptop" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "code created: {body}");
+
+    let (status, _) = step_up(&server, &client, &mut authenticator, routes::APP).await;
+    assert_eq!(status, StatusCode::OK);
+    let sessions = client.get(routes::API_SESSIONS).await.unwrap();
+    assert_eq!(sessions.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn adding_second_passkey_demands_step_up() {
     let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
     let client = sign_in_bound(&server, &mut authenticator).await;
@@ -248,6 +316,28 @@ async fn adding_second_passkey_demands_step_up() {
 
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "step_up_required");
+}
+
+/// An enrollment code lets a machine join the account, so a passkey holder must have proved the
+/// session recently to make one.
+#[tokio::test]
+async fn enrollment_code_demands_step_up() {
+    let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
+    let client = sign_in_bound(&server, &mut authenticator).await;
+    let request = json!({ "name": "build box" });
+
+    let (fresh, body) = post_json(&server, &client, routes::API_DEVICE_CODES, &request).await;
+    assert_eq!(fresh, StatusCode::CREATED, "{body}");
+
+    server.advance(server.server.state.passkeys.settings.step_up_max_age + 1);
+    let (stale, body) = post_json(&server, &client, routes::API_DEVICE_CODES, &request).await;
+    assert_eq!(stale, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "step_up_required");
+
+    let (proved, body) = step_up(&server, &client, &mut authenticator, routes::DEVICES).await;
+    assert_eq!(proved, StatusCode::OK, "step-up: {body}");
+    let (again, body) = post_json(&server, &client, routes::API_DEVICE_CODES, &request).await;
+    assert_eq!(again, StatusCode::CREATED, "{body}");
 }
 
 /// A counter that does not advance is rejected by default and flags the passkey.

@@ -8,6 +8,8 @@
 //! The hash input is a fixed binary layout rather than JSON, so that it does not depend on how a
 //! serializer orders or escapes fields.
 
+pub mod limit;
+
 use sha2::{Digest, Sha256};
 
 use crate::clock::UnixTime;
@@ -76,6 +78,12 @@ impl Event {
             detail: reason.into(),
             ..Self::allowed(actor, action, target)
         }
+    }
+
+    /// Checks whether the actor is an unidentified peer (`peer`, `device` or `user:-`), whom
+    /// the audit log's refusal cap applies to.
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self.actor.as_str(), "peer" | "device" | "user:-")
     }
 }
 

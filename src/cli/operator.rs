@@ -199,11 +199,14 @@ pub(super) async fn remote_call(
 async fn invite_user(backend: &Backend, data: &DataDir, name: &str) -> Result<InviteView, String> {
     match backend {
         Backend::Direct(store) => {
-            // The service is stopped; the link uses the origin it last served on.
+            // The service is stopped; the link uses the public origin it last served on.
             let origin = std::fs::read(data.data_dir.join(SERVER_FILE))
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<ServerInfo>(&bytes).ok())
-                .map_or_else(|| "https://localhost:8443".to_owned(), |info| info.url);
+                .map_or_else(
+                    || "https://localhost:8443".to_owned(),
+                    |info| info.public_url.unwrap_or(info.url),
+                );
             let invite = create_invite(store, name, &origin, SystemClock.now())
                 .await
                 .map_err(|error| error.to_string())??;

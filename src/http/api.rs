@@ -11,6 +11,7 @@ use super::auth::{self, AuthError, CurrentSession};
 use super::views::SessionView;
 use crate::audit::Event;
 use crate::dbsc;
+use crate::passkey::binding;
 use crate::store::{SessionState, StoreError, Update};
 
 /// How often ending a session is retried when refreshes keep changing it.
@@ -128,13 +129,22 @@ pub async fn end_session(
     )))
 }
 
+/// Returns the request's bound session, or 401 JSON. As on pages, a passkey-bound session whose
+/// passkey proof is older than the freshness window gets `step_up_required` instead.
 pub(super) fn api_session(
     state: &AppState,
     headers: &HeaderMap,
     now: u64,
 ) -> Result<CurrentSession, Response> {
     match auth::authenticate(state, headers, now) {
-        Ok(current) => Ok(current),
+        Ok(current) => {
+            let freshness = state.passkeys.settings.freshness;
+            if binding::needs_reproof(&current.session.record, now, freshness) {
+                state.metrics.refuse("api", "passkey_proof_expired");
+                return Err(stale_passkey_proof(&current));
+            }
+            Ok(current)
+        }
         Err(AuthError::Unauthenticated(reason)) => {
             state.metrics.refuse("api", reason.reason());
             Err(api_error(
@@ -145,6 +155,21 @@ pub(super) fn api_session(
         }
         Err(AuthError::Store(error)) => Err(api_error_store(&error)),
     }
+}
+
+fn stale_passkey_proof(current: &CurrentSession) -> Response {
+    tracing::info!(
+        target: "security",
+        session = %current.session.record.id,
+        user = %current.user.id,
+        "API request refused: the session's passkey proof is older than the freshness window"
+    );
+    let body = json!({
+        "error": "step_up_required",
+        "error_description": "the session's passkey proof has expired; prove it again",
+        "step_up_url": super::step_up_url(super::routes::APP),
+    });
+    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
 }
 
 pub fn api_error(status: StatusCode, code: &'static str, description: &'static str) -> Response {

@@ -123,6 +123,9 @@ pub async fn create_code_page(
         Ok(current) => current,
         Err(response) => return response,
     };
+    if let Err(response) = step_up_if_passkey(&state, &current, now, StepUpAnswer::Page) {
+        return response;
+    }
     let name = form.map(|Form(form)| form.name).unwrap_or_default();
     let (code, expires_at) = match create_code(&state, &current, &name, now).await {
         Ok(created) => created,
@@ -150,6 +153,39 @@ pub async fn create_code_page(
         devices = routes::DEVICES,
     );
     no_store(Html(page("Enroll a device", &body)))
+}
+
+/// How a step-up demand reaches the person: a redirect for pages, a JSON error for the API.
+#[derive(Debug, Clone, Copy)]
+enum StepUpAnswer {
+    Page,
+    Json,
+}
+
+/// Demands a recent passkey proof before an enrollment code is made, from anyone who has a
+/// passkey. An account without one cannot step up; the operator who wants every enrollment
+/// confirmed by a passkey turns password sign-in off.
+fn step_up_if_passkey(
+    state: &AppState,
+    current: &CurrentSession,
+    now: u64,
+    answer: StepUpAnswer,
+) -> Result<(), Response> {
+    let passkeys = state
+        .store
+        .list_passkeys(&current.user.id)
+        .map_err(|error| internal_error("device_code", &error))?;
+    if passkeys.is_empty() {
+        return Ok(());
+    }
+    match answer {
+        StepUpAnswer::Page => {
+            super::step_up::require_page(state, current, None, routes::DEVICES, now)
+        }
+        StepUpAnswer::Json => {
+            super::step_up::require_json(state, current, None, routes::DEVICES, now)
+        }
+    }
 }
 
 pub async fn revoke_device_page(
@@ -199,6 +235,9 @@ pub async fn api_create_code(
         Ok(current) => current,
         Err(response) => return response,
     };
+    if let Err(response) = step_up_if_passkey(&state, &current, now, StepUpAnswer::Json) {
+        return response;
+    }
     let Ok(Json(body)) = body else {
         return api_error(
             StatusCode::BAD_REQUEST,

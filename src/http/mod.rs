@@ -52,6 +52,8 @@ pub struct AppState {
     pub enrollment: Arc<EnrollmentPolicy>,
     /// Whether a device that fails the `tpm` checks may still enroll at `software`.
     pub software_fallback: bool,
+    /// Caps the refused decisions appended to the audit log per minute.
+    refusals: Arc<std::sync::Mutex<crate::audit::limit::RefusalLimiter>>,
     /// Bounds concurrent Argon2 password checks, each of which takes 19 MiB and tens of
     /// milliseconds of CPU, so that a flood of sign-ins cannot exhaust memory.
     password_checks: Arc<tokio::sync::Semaphore>,
@@ -87,6 +89,7 @@ impl AppState {
             clock,
             passkeys: Arc::new(passkeys),
             admin_token: Arc::new(admin_token),
+            refusals: Arc::default(),
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |cpus| cpus.get().max(2)),
             )),
@@ -97,9 +100,46 @@ impl AppState {
 impl AppState {
     /// Appends a security decision to the audit log.
     ///
-    /// A failed append is logged at `error` and does not change the answer: the decision was
-    /// already made and stored, and the operator must fix the database either way.
+    /// Refusals of anonymous requests beyond
+    /// [`MAX_REFUSALS_PER_MINUTE`](crate::audit::limit::MAX_REFUSALS_PER_MINUTE) are counted
+    /// instead, and the next such refusal recorded is preceded by an `audit.suppressed` entry
+    /// with the count. A failed append is logged at `error` and does not change the
+    /// answer: the decision was already made and stored, and the operator must fix the database
+    /// either way.
     pub fn audit(&self, event: &crate::audit::Event) {
+        use crate::audit::limit::Admission;
+
+        let at = self.clock.now();
+        if event.outcome == crate::audit::Outcome::Refused && event.is_anonymous() {
+            let admission = match self.refusals.lock() {
+                Ok(mut limiter) => limiter.admit(at),
+                Err(_) => Admission::Record { suppressed: 0 },
+            };
+            match admission {
+                Admission::Record { suppressed: 0 } => {}
+                Admission::Record { suppressed } => {
+                    self.append_audit(&crate::audit::Event::refused(
+                        "devbound",
+                        "audit.suppressed",
+                        "refusals",
+                        format!("{suppressed} refused requests over the per-minute cap were not recorded"),
+                    ));
+                }
+                Admission::Suppress { first } => {
+                    if first {
+                        tracing::warn!(
+                            action = event.action,
+                            "too many refused requests; counting further refusals instead of recording them in the audit log"
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+        self.append_audit(event);
+    }
+
+    fn append_audit(&self, event: &crate::audit::Event) {
         let at = self.clock.now();
         let appended = self
             .store

@@ -54,6 +54,10 @@ pub enum ServeError {
 pub struct ServerInfo {
     pub url: String,
     pub cert: PathBuf,
+    /// The origin browsers use (`--public-url`), for links made while the service is stopped.
+    /// Files written before this field existed lack it.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 /// A started service.
@@ -94,7 +98,7 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
         config.policy.origin = format!("https://localhost:{}", addr.port());
     }
 
-    let info = write_server_info(&config.data_dir, addr, &tls)?;
+    let info = write_server_info(&config.data_dir, addr, &tls, &config.policy.origin)?;
 
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let passkeys = RelyingParty::new(config.passkeys.clone(), &config.policy.origin)?;
@@ -225,6 +229,7 @@ fn write_server_info(
     dir: &Path,
     addr: SocketAddr,
     tls: &TlsFiles,
+    public_url: &str,
 ) -> Result<ServerInfo, ServeError> {
     let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
         "localhost".to_owned()
@@ -234,6 +239,7 @@ fn write_server_info(
     let info = ServerInfo {
         url: format!("https://{host}:{}", addr.port()),
         cert: std::path::absolute(&tls.cert).unwrap_or_else(|_| tls.cert.clone()),
+        public_url: Some(public_url.to_owned()),
     };
     let path = dir.join(SERVER_FILE);
     let json = serde_json::to_vec_pretty(&info).unwrap_or_default();

@@ -4,7 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use openssl::x509::X509;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey, VerificationAlgorithm,
+};
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::{X509, X509StoreContext};
 use serde::Deserialize;
 use uuid::Uuid;
 use webauthn_attestation_ca::{AttestationCaList, AttestationCaListBuilder};
@@ -54,6 +59,10 @@ pub enum TrustError {
     #[error("metadata BLOB {0}: {1}")]
     Metadata(PathBuf, String),
     #[error(
+        "--passkey-metadata-blob needs --passkey-metadata-root, the root certificate its signature must chain to"
+    )]
+    MetadataRootMissing,
+    #[error(
         "passkey attestation `trusted` needs CA certificates (--passkey-trusted-ca-dir) or a metadata BLOB (--passkey-metadata-blob)"
     )]
     NoRoots,
@@ -70,11 +79,13 @@ pub struct TrustAnchors {
 
 impl TrustAnchors {
     /// Loads every certificate in `ca_dir`, limited to `aaguids` when that list is not empty,
-    /// and the roots of the models listed in `metadata_blob`.
+    /// and the roots of the models listed in `metadata_blob`, whose signature must chain to
+    /// the root certificate in `metadata_root`.
     pub fn load(
         ca_dir: Option<&Path>,
         aaguids: &[String],
         metadata_blob: Option<&Path>,
+        metadata_root: Option<&Path>,
     ) -> Result<Self, TrustError> {
         let allowed = aaguids
             .iter()
@@ -87,7 +98,12 @@ impl TrustAnchors {
             }
         }
         if let Some(path) = metadata_blob {
-            anchors.add_metadata(path, &allowed)?;
+            let root_path = metadata_root.ok_or(TrustError::MetadataRootMissing)?;
+            let root = read_certificates_file(root_path)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| TrustError::Certificate(root_path.to_path_buf()))?;
+            anchors.add_metadata(path, &allowed, &root)?;
         }
         Ok(anchors)
     }
@@ -116,10 +132,15 @@ impl TrustAnchors {
         Ok(())
     }
 
-    fn add_metadata(&mut self, path: &Path, allowed: &[Uuid]) -> Result<(), TrustError> {
+    fn add_metadata(
+        &mut self,
+        path: &Path,
+        allowed: &[Uuid],
+        root: &X509,
+    ) -> Result<(), TrustError> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| TrustError::Read(path.to_path_buf(), error))?;
-        let entries = parse_metadata_blob(text.trim())
+        let entries = parse_metadata_blob(text.trim(), root)
             .map_err(|reason| TrustError::Metadata(path.to_path_buf(), reason))?;
         for entry in entries {
             if !allowed.is_empty() && !allowed.contains(&entry.aaguid) {
@@ -162,19 +183,24 @@ fn read_certificates(dir: &Path) -> Result<Vec<X509>, TrustError> {
 
     let mut certificates = Vec::new();
     for path in paths {
-        let bytes = std::fs::read(&path).map_err(|error| TrustError::Read(path.clone(), error))?;
-        let parsed = if bytes.starts_with(b"-----") {
-            X509::stack_from_pem(&bytes)
-                .ok()
-                .filter(|list| !list.is_empty())
-        } else {
-            X509::from_der(&bytes)
-                .ok()
-                .map(|certificate| vec![certificate])
-        };
-        certificates.extend(parsed.ok_or(TrustError::Certificate(path))?);
+        certificates.extend(read_certificates_file(&path)?);
     }
     Ok(certificates)
+}
+
+/// Reads the PEM certificates, or the one DER certificate, of a file.
+fn read_certificates_file(path: &Path) -> Result<Vec<X509>, TrustError> {
+    let bytes = std::fs::read(path).map_err(|error| TrustError::Read(path.to_path_buf(), error))?;
+    let parsed = if bytes.starts_with(b"-----") {
+        X509::stack_from_pem(&bytes)
+            .ok()
+            .filter(|list| !list.is_empty())
+    } else {
+        X509::from_der(&bytes)
+            .ok()
+            .map(|certificate| vec![certificate])
+    };
+    parsed.ok_or_else(|| TrustError::Certificate(path.to_path_buf()))
 }
 
 /// One authenticator model from a metadata BLOB.
@@ -214,18 +240,16 @@ struct StatusReport {
     status: String,
 }
 
-/// Reads the FIDO2 entries of an MDS3 BLOB (a JWS in compact form): models with an AAGUID
-/// that no status report revokes.
-///
-/// NOTE: the BLOB's JWS signature is not verified. The operator is responsible for the file:
-/// download it from the FIDO Alliance over HTTPS and check its signature before use.
-pub fn parse_metadata_blob(jws: &str) -> Result<Vec<MetadataEntry>, String> {
+/// Verifies an MDS3 BLOB (a JWS in compact form) against `root` and reads its FIDO2 entries:
+/// models with an AAGUID that no status report revokes.
+pub fn parse_metadata_blob(jws: &str, root: &X509) -> Result<Vec<MetadataEntry>, String> {
     let mut parts = jws.split('.');
-    let (Some(_header), Some(payload), Some(_signature), None) =
+    let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err("not a compact JWS of three parts".into());
     };
+    verify_blob_signature(header, payload, signature, root)?;
     let payload = base64url::decode(payload).map_err(|_| "payload is not base64url")?;
     let payload: BlobPayload =
         serde_json::from_slice(&payload).map_err(|error| format!("payload: {error}"))?;
@@ -263,4 +287,73 @@ pub fn parse_metadata_blob(jws: &str) -> Result<Vec<MetadataEntry>, String> {
 fn standard_base64(text: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+#[derive(Deserialize)]
+struct BlobHeader {
+    alg: String,
+    x5c: Vec<String>,
+}
+
+/// FIDO Metadata Service v3.0 §3.3.4: the BLOB is signed by the first certificate of the
+/// header's `x5c`, and that certificate chains to the FIDO root.
+fn verify_blob_signature(
+    header: &str,
+    payload: &str,
+    signature: &str,
+    root: &X509,
+) -> Result<(), String> {
+    let parsed: BlobHeader = base64url::decode(header)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or("the JWS header is not base64url JSON with alg and x5c")?;
+    let chain = parsed
+        .x5c
+        .iter()
+        .map(|text| standard_base64(text).and_then(|der| X509::from_der(&der).ok()))
+        .collect::<Option<Vec<_>>>()
+        .ok_or("x5c contains an invalid certificate")?;
+    let (leaf, intermediates) = chain.split_first().ok_or("x5c is empty")?;
+    check_chain(leaf, intermediates, root)?;
+
+    let algorithm: &'static dyn VerificationAlgorithm = match parsed.alg.as_str() {
+        "RS256" => &RSA_PKCS1_2048_8192_SHA256,
+        "ES256" => &ECDSA_P256_SHA256_FIXED,
+        other => {
+            return Err(format!(
+                "alg {other:?} is not supported; use RS256 or ES256"
+            ));
+        }
+    };
+    let signature = base64url::decode(signature).map_err(|_| "signature is not base64url")?;
+    let leaf_der = leaf.to_der().map_err(|error| error.to_string())?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(&leaf_der)
+        .map_err(|_| "the signing certificate is not valid DER")?;
+    let key = certificate.public_key().subject_public_key.data.as_ref();
+    // RFC 7515 §5.2: the signing input is the encoded header, a dot and the encoded payload.
+    let signing_input = format!("{header}.{payload}");
+    UnparsedPublicKey::new(algorithm, key)
+        .verify(signing_input.as_bytes(), &signature)
+        .map_err(|_| "the BLOB's signature does not verify".to_owned())
+}
+
+/// Verifies that `leaf` chains to `root` through `intermediates`, at the current system time.
+fn check_chain(leaf: &X509, intermediates: &[X509], root: &X509) -> Result<(), String> {
+    let failed = |error: openssl::error::ErrorStack| error.to_string();
+    let mut store = X509StoreBuilder::new().map_err(failed)?;
+    store.add_cert(root.clone()).map_err(failed)?;
+    let store = store.build();
+    let mut chain = Stack::new().map_err(failed)?;
+    for certificate in intermediates {
+        chain.push(certificate.clone()).map_err(failed)?;
+    }
+    let mut context = X509StoreContext::new().map_err(failed)?;
+    let verified = context
+        .init(&store, leaf, &chain, |context| context.verify_cert())
+        .map_err(failed)?;
+    if verified {
+        Ok(())
+    } else {
+        Err("the BLOB's signing certificate does not chain to --passkey-metadata-root".into())
+    }
 }
