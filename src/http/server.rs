@@ -89,6 +89,11 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
     let rustls_config = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
         .await
         .map_err(ServeError::TlsConfig)?;
+    // The token signing keys exist before the port accepts connections too: creating the first
+    // one takes a key generation and a write.
+    let keys = crate::oauth::KeyRing::default();
+    keys.load_or_create(&store, clock.now())
+        .map_err(|error| ServeError::Store(StoreError::Database(error.to_string())))?;
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|error| ServeError::Bind(config.listen, error))?;
     let addr = listener
@@ -102,14 +107,13 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
 
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let passkeys = RelyingParty::new(config.passkeys.clone(), &config.policy.origin)?;
-    let state = AppState::new(shared, config.policy.clone(), clock, admin_token, passkeys)
+    let mut state = AppState::new(shared, config.policy.clone(), clock, admin_token, passkeys)
         .with_enrollment(enrollment_policy(&config))
         .with_software_fallback(config.tpm_software_fallback);
-    state
-        .oauth
-        .keys
-        .load_or_create(state.store.as_ref(), state.clock.now())
-        .map_err(|error| ServeError::Store(StoreError::Database(error.to_string())))?;
+    state.oauth = Arc::new(super::OAuthState {
+        keys,
+        settings: state.oauth.settings.clone(),
+    });
     let handle = Handle::new();
     listener
         .set_nonblocking(true)
