@@ -43,5 +43,6 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --features tpm -- -D warnings
 cargo test --all-targets --locked
 # The TPM client (feature `tpm`): its unit tests, and enrollment, 2,000 TPM-signed refreshes and
-# revocation through the real `devbound device` client against the swtpm started above.
-cargo test --locked --features tpm --lib --bins --test device_tpm
+# revocation through the real `devbound device` client against the swtpm started above, and
+# agents whose sessions live on that TPM-enrolled device.
+cargo test --locked --features tpm --lib --bins --test device_tpm --test agent_tpm

@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod account;
+pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod client;
@@ -20,8 +21,10 @@ pub mod config;
 pub mod crypto;
 pub mod dbsc;
 pub mod device;
+pub mod example_api;
 pub mod http;
 pub mod metrics;
+pub mod oauth;
 pub mod passkey;
 pub mod store;
 pub mod tls;

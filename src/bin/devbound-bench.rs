@@ -11,7 +11,12 @@
 //! By default the server runs on CPU 0 and the load generator on CPU 1, so that the figure is
 //! the server's own work rather than the cost of two processes preempting each other.
 //!
+//! With `--mode exchange` it measures RFC 8693 token exchanges instead: each request carries a
+//! fresh DPoP proof and a devbound-issued grant token, passes the agent gate and gets a new
+//! DPoP-bound access token signed by the server.
+//!
 //! `cargo build --release && target/release/devbound-bench --sessions 1000,100000`
+//! `target/release/devbound-bench --mode exchange --requests 20000`
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +30,9 @@ use aws_lc_rs::signature::{
 };
 use clap::Parser;
 use devbound::crypto::{Algorithm, Jwk, base64url};
+
+#[path = "devbound-bench/exchange.rs"]
+mod exchange;
 use devbound::dbsc::headers;
 use devbound::http::routes;
 use devbound::store::{
@@ -55,6 +63,15 @@ struct Options {
     /// CPU 0 and the load generator on CPU 1 (with `taskset`), so they do not preempt each other
     #[arg(long = "no-pin", action = clap::ArgAction::SetFalse)]
     pin: bool,
+    /// What to measure: DBSC refreshes, or token exchanges with DPoP
+    #[arg(long, value_enum, default_value = "refresh")]
+    mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    Refresh,
+    Exchange,
 }
 
 /// A seeded session as the benchmark client knows it.
@@ -79,7 +96,10 @@ async fn main() -> Result<(), String> {
     if options.pin {
         pin_to_cpu(std::process::id(), 1)?;
     }
-    report_verification_baseline(&key)?;
+    let verify_us = report_verification_baseline(&key)?;
+    if options.mode == Mode::Exchange {
+        return exchange::run(&options, &server_binary, &key, verify_us).await;
+    }
     println!();
     println!(
         "| stored sessions | refreshes/s | p50 latency | p99 latency | server CPU per refresh |"
@@ -120,7 +140,7 @@ async fn run(
         .and_then(|listener| listener.local_addr())
         .map_err(|error| error.to_string())?
         .port();
-    let mut server = start_server(binary, dir.path(), port, options.pin).await?;
+    let mut server = start_server(binary, dir.path(), port, options.pin, &[]).await?;
     let cert = std::fs::read(dir.path().join("tls-cert.pem")).map_err(|error| error.to_string())?;
     let origin = format!("https://localhost:{port}");
 
@@ -142,14 +162,12 @@ async fn run(
     let _ = server.kill();
     let _ = server.wait();
 
-    latencies.sort_unstable();
-    let percentile =
-        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let (p50_ms, p99_ms) = percentiles_ms(&mut latencies);
     let ticks_per_second = 100.0;
     Ok(Figures {
         rate: options.requests as f64 / elapsed.as_secs_f64(),
-        p50_ms: percentile(0.50).as_secs_f64() * 1e3,
-        p99_ms: percentile(0.99).as_secs_f64() * 1e3,
+        p50_ms,
+        p99_ms,
         cpu_us: (cpu_after - cpu_before) as f64 / ticks_per_second * 1e6 / options.requests as f64,
     })
 }
@@ -168,44 +186,14 @@ fn seed(dir: &Path, key: &EcdsaKeyPair, count: usize) -> Result<Vec<ClientSessio
         .insert_user(&user)
         .map_err(|error| error.to_string())?;
 
-    let point = key.public_key().as_ref();
-    let jwk = Jwk::Ec {
-        crv: "P-256".into(),
-        x: base64url::encode(&point[1..33]),
-        y: base64url::encode(&point[33..65]),
-    };
+    let jwk = public_jwk(key);
     let mut sessions = Vec::with_capacity(count);
     for index in 0..count {
         let session = ClientSession {
             id: format!("bench-{index:08}"),
             challenge: format!("seed-challenge-{index}"),
         };
-        let record = SessionRecord {
-            id: session.id.clone(),
-            user_id: user.id.clone(),
-            state: SessionState::Bound,
-            created_at: now,
-            expires_at: now + 86_400,
-            authorization_digest: None,
-            key: Some(BoundKey {
-                alg: Algorithm::Es256,
-                jwk: jwk.clone(),
-            }),
-            assurance: Assurance::Software,
-            challenge: Some(PendingChallenge {
-                value: session.challenge.clone(),
-                expires_at: now + 86_400,
-            }),
-            credential_digest: Some([0; 32]),
-            credential_expires_at: now + 600,
-            previous_credential_digest: None,
-            previous_credential_expires_at: 0,
-            last_proof_at: Some(now),
-            refresh_count: 0,
-            passkey_id: None,
-            passkey_proof_at: None,
-            device_id: None,
-        };
+        let record = bound_session(&session, &user.id, &jwk, now);
         store
             .insert_session(&record)
             .map_err(|error| error.to_string())?;
@@ -216,9 +204,55 @@ fn seed(dir: &Path, key: &EcdsaKeyPair, count: usize) -> Result<Vec<ClientSessio
     Ok(sessions)
 }
 
+/// The public half of `key` as a JWK.
+fn public_jwk(key: &EcdsaKeyPair) -> Jwk {
+    let point = key.public_key().as_ref();
+    Jwk::Ec {
+        crv: "P-256".into(),
+        x: base64url::encode(&point[1..33]),
+        y: base64url::encode(&point[33..65]),
+    }
+}
+
+/// A bound, software-assured session of `user_id` that proved possession of `jwk` at `now`.
+fn bound_session(session: &ClientSession, user_id: &str, jwk: &Jwk, now: u64) -> SessionRecord {
+    SessionRecord {
+        id: session.id.clone(),
+        user_id: user_id.to_owned(),
+        state: SessionState::Bound,
+        created_at: now,
+        expires_at: now + 86_400,
+        authorization_digest: None,
+        key: Some(BoundKey {
+            alg: Algorithm::Es256,
+            jwk: jwk.clone(),
+        }),
+        assurance: Assurance::Software,
+        challenge: Some(PendingChallenge {
+            value: session.challenge.clone(),
+            expires_at: now + 86_400,
+        }),
+        credential_digest: Some([0; 32]),
+        credential_expires_at: now + 600,
+        previous_credential_digest: None,
+        previous_credential_expires_at: 0,
+        last_proof_at: Some(now),
+        refresh_count: 0,
+        passkey_id: None,
+        passkey_proof_at: None,
+        device_id: None,
+    }
+}
+
 /// Starts `devbound serve`. With `pin`, it starts under `taskset` on CPU 0, so that its async
 /// runtime sizes itself for the one CPU it has.
-async fn start_server(binary: &Path, dir: &Path, port: u16, pin: bool) -> Result<Child, String> {
+async fn start_server(
+    binary: &Path,
+    dir: &Path,
+    port: u16,
+    pin: bool,
+    extra_args: &[&str],
+) -> Result<Child, String> {
     let mut command = if pin {
         let mut taskset = Command::new("taskset");
         taskset.args(["--cpu-list", "0"]).arg(binary);
@@ -234,6 +268,7 @@ async fn start_server(binary: &Path, dir: &Path, port: u16, pin: bool) -> Result
             "--challenge-ttl",
             "1h",
         ])
+        .args(extra_args)
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")
@@ -391,8 +426,9 @@ fn cpu_ticks(pid: u32) -> Result<u64, String> {
     }
 }
 
-/// Prints the single-core cost of one P-256 verification with aws-lc-rs and with `p256`.
-fn report_verification_baseline(key: &EcdsaKeyPair) -> Result<(), String> {
+/// Prints the single-core cost of one P-256 verification with aws-lc-rs and with `p256`, and
+/// returns the aws-lc-rs figure in µs.
+fn report_verification_baseline(key: &EcdsaKeyPair) -> Result<f64, String> {
     use p256::ecdsa::signature::Verifier;
 
     let message = b"devbound verification baseline";
@@ -427,5 +463,16 @@ fn report_verification_baseline(key: &EcdsaKeyPair) -> Result<(), String> {
         "target: server CPU per refresh at most {:.1} µs (twice aws-lc-rs)",
         2.0 * aws_us
     );
-    Ok(())
+    Ok(aws_us)
+}
+
+/// Lists `latencies` sorted, and returns the 50th and 99th percentiles in milliseconds.
+fn percentiles_ms(latencies: &mut [Duration]) -> (f64, f64) {
+    latencies.sort_unstable();
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    (
+        percentile(0.50).as_secs_f64() * 1e3,
+        percentile(0.99).as_secs_f64() * 1e3,
+    )
 }

@@ -1,5 +1,6 @@
 //! The `devbound` command line.
 
+mod agent;
 mod device;
 mod operator;
 mod serve;
@@ -36,6 +37,10 @@ pub enum Command {
     /// Read and check the hash-chained audit log of security decisions.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Register and manage agents as an operator, or act as an agent: log in through the
+    /// device grant, get DPoP-bound tokens and call protected URLs.
+    #[command(subcommand)]
+    Agent(AgentCommand),
 }
 
 /// The location of the service's state for operator commands. They open the database directly when the
@@ -95,7 +100,9 @@ pub enum SessionCommand {
     /// Revoke a session: its cookie stops working at once and its next refresh ends it in the
     /// browser.
     Revoke {
-        /// Session id, as shown by `devbound session list`
+        /// Session id, as shown by `devbound session list`. Ids are base64url, so one may start
+        /// with `-`
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         data: DataDir,
@@ -109,6 +116,7 @@ pub enum DeviceCommand {
     /// Revoke a device: its sessions end at their next refresh and it cannot register new ones.
     Revoke {
         /// Device id, as shown by `devbound device list`
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         data: DataDir,
@@ -212,6 +220,7 @@ pub async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Session(command) => operator::session(command).await,
         Command::Device(command) => device::run(command).await,
         Command::Audit(command) => operator::audit(command).await,
+        Command::Agent(command) => agent::run(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -220,4 +229,112 @@ pub async fn run(cli: Cli) -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Where an agent command finds devbound and its saved login.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentConnection {
+    /// File holding the agent's session key, session and grant token (written by `login`)
+    #[arg(long, default_value = "devbound-agent.json")]
+    pub state: PathBuf,
+    /// devbound's URL [default: from the data directory's server.json]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// PEM certificate to trust for --url [default: from the data directory's server.json]
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDir,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Register an agent for a user, as an operator.
+    Add {
+        /// Agent name: letters, digits, `.`, `_` or `-`, at most 64
+        name: String,
+        /// User name of the agent's owner
+        #[arg(long)]
+        owner: String,
+        /// Scope the agent may request; repeat for several
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// https URI of an API the agent may reach; repeat for several
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        /// Lowest session assurance its tokens need: software, passkey or tpm
+        #[arg(long, default_value = "tpm")]
+        require: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List every agent with its owner and state.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Suspend an agent: its tokens are inactive until it is resumed.
+    Suspend {
+        /// Agent id, as shown by `devbound agent list`
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Resume a suspended agent.
+    Resume {
+        /// Agent id, as shown by `devbound agent list`
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Revoke an agent for good.
+    Revoke {
+        /// Agent id, as shown by `devbound agent list`
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Log in as an agent: show a code for the owner to approve at /device, then save the
+    /// grant bound to a new session key.
+    Login {
+        /// The agent's id, as `agent add` or the agents page shows it
+        #[arg(long, allow_hyphen_values = true)]
+        agent: String,
+        /// Scope to ask the owner for [default: all the agent may request]
+        #[arg(long)]
+        scope: Option<String>,
+        #[command(flatten)]
+        connection: AgentConnection,
+    },
+    /// Print a DPoP-bound access token for an API, after proving the session is fresh.
+    Token {
+        /// https URI of the API; repeat for several
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        /// Space-separated scope [default: all the grant allows]
+        #[arg(long)]
+        scope: Option<String>,
+        #[command(flatten)]
+        connection: AgentConnection,
+    },
+    /// Call a protected URL with a token and a fresh DPoP proof, and print the response.
+    Call {
+        /// The protected URL
+        #[arg(value_name = "URL")]
+        target: String,
+        /// The access token from `agent token`
+        #[arg(long)]
+        token: String,
+        /// HTTP method
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// PEM certificate to trust for the API, in addition to devbound's
+        #[arg(long)]
+        api_ca_cert: Option<PathBuf>,
+        #[command(flatten)]
+        connection: AgentConnection,
+    },
 }

@@ -3,6 +3,7 @@
 //! The DBSC client keeps its session key in memory. It drives the same endpoints a browser
 //! does, and its proof builders are public so that tests can send proofs a browser never would.
 
+mod agent;
 mod dbsc;
 #[cfg(feature = "tpm")]
 pub mod device;
@@ -10,6 +11,7 @@ mod key;
 #[cfg(feature = "tpm")]
 pub mod tpm;
 
+pub use agent::{AgentClient, DeviceAuthorization, ExchangeParams, Poll, TokenResponse};
 pub use dbsc::{ClientError, DbscClient, RefreshOutcome};
 pub use key::{ProofSigner, SessionKey, sign_jws};
 

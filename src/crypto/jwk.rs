@@ -68,6 +68,12 @@ pub enum Jwk {
 impl Jwk {
     /// Parses and validates a public JWK from its JSON value.
     pub fn from_value(value: &serde_json::Value) -> Result<Self, JwkError> {
+        Self::from_value_with_key(value).map(|(jwk, _)| jwk)
+    }
+
+    /// Parses and validates a public JWK, and returns it with its verification key, so that a
+    /// caller who verifies with it at once does not parse the key twice.
+    pub fn from_value_with_key(value: &serde_json::Value) -> Result<(Self, PublicKey), JwkError> {
         let raw: RawJwk = serde_json::from_value(value.clone()).map_err(|_| JwkError::Malformed)?;
         reject_private_members(&raw)?;
 
@@ -78,9 +84,9 @@ impl Jwk {
             None => return Err(JwkError::Malformed),
         };
 
-        // Parsing once here checks the point is on the curve or the modulus is usable.
-        jwk.parse_key()?;
-        Ok(jwk)
+        // Parsing here checks the point is on the curve or the modulus is usable.
+        let key = jwk.parse_key()?;
+        Ok((jwk, key))
     }
 
     pub fn key_type(&self) -> &'static str {

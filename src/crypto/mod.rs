@@ -8,6 +8,7 @@ pub mod base64url;
 pub mod jwk;
 pub mod jws;
 pub mod secret;
+pub mod signing;
 
 pub use jwk::{Jwk, JwkError, PublicKey};
 pub use jws::{Algorithm, CompactJws, JoseError};

@@ -1,11 +1,13 @@
 //! The HTTP layer: routes, extractors and responses over the protocol modules.
 
 mod admin;
+mod agents;
 mod api;
 pub mod auth;
 mod dbsc;
 mod devices;
 mod enroll;
+mod oauth;
 mod pages;
 mod passkey_views;
 mod passkeys;
@@ -42,6 +44,7 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    pub oauth: Arc<OAuthState>,
     /// The WebAuthn Relying Party and the operator's passkey policies.
     pub passkeys: Arc<RelyingParty>,
     admin_token: Arc<Secret>,
@@ -68,9 +71,18 @@ impl AppState {
             trust_store: TrustStore::default(),
             challenge_ttl: policy.challenge_ttl,
         };
+        let oauth = Arc::new(OAuthState {
+            keys: crate::oauth::KeyRing::default(),
+            settings: crate::oauth::Settings {
+                issuer: policy.origin.clone(),
+                // An agent session is fresh for as long as a bound cookie would be.
+                proof_window: policy.cookie_ttl,
+            },
+        });
         Self {
             store,
             enrollment: Arc::new(enrollment),
+            oauth,
             software_fallback: false,
             policy: Arc::new(policy),
             metrics: Arc::new(Metrics::new()),
@@ -153,6 +165,13 @@ impl AppState {
     }
 }
 
+/// The token service's signing keys and settings.
+#[derive(Debug)]
+pub struct OAuthState {
+    pub keys: crate::oauth::KeyRing,
+    pub settings: crate::oauth::Settings,
+}
+
 /// Builds the router. Paths come from [`routes`], shared with the client and the tests.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -172,6 +191,40 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::ADMIN_SESSIONS, get(admin::list_sessions))
         .route(routes::ADMIN_SESSION_REVOKE, post(admin::revoke_session))
+        .route(routes::OAUTH_METADATA, get(oauth::metadata))
+        .route(routes::OAUTH_TOKEN, post(oauth::token))
+        .route(
+            routes::OAUTH_DEVICE_AUTHORIZATION,
+            post(oauth::device_authorization),
+        )
+        .route(routes::OAUTH_INTROSPECT, post(oauth::introspect))
+        .route(routes::OAUTH_REVOKE, post(oauth::revoke))
+        .route(routes::OAUTH_JWKS, get(oauth::jwks))
+        .route(
+            routes::DEVICE,
+            get(agents::device_page).post(agents::device_decision),
+        )
+        .route(
+            routes::AGENTS,
+            get(agents::agents_page).post(agents::create_agent_form),
+        )
+        .route(routes::AGENT_STATE, post(agents::agent_state_form))
+        .route(
+            routes::API_AGENTS,
+            get(agents::api_list).post(agents::api_create),
+        )
+        .route(
+            routes::API_AGENT,
+            get(agents::api_get)
+                .patch(agents::api_set_state)
+                .delete(agents::api_revoke),
+        )
+        .route(
+            routes::ADMIN_AGENTS,
+            get(agents::admin_list).post(agents::admin_create),
+        )
+        .route(routes::ADMIN_AGENT_STATE, post(agents::admin_set_state))
+        .route(routes::ADMIN_KEYS_ROTATE, post(agents::admin_rotate_keys))
         .route(
             routes::PASSKEY_SIGN_IN_OPTIONS,
             post(passkeys::sign_in_options),

@@ -42,6 +42,22 @@ pub const ADMIN_DEVICE_REVOKE: &str = "/admin/devices/{id}/revoke";
 pub const HEALTHZ: &str = "/healthz";
 pub const METRICS: &str = "/metrics";
 
+// Agents and OAuth.
+pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
+pub const OAUTH_TOKEN: &str = "/oauth/token";
+pub const OAUTH_DEVICE_AUTHORIZATION: &str = "/oauth/device_authorization";
+pub const OAUTH_INTROSPECT: &str = "/oauth/introspect";
+pub const OAUTH_REVOKE: &str = "/oauth/revoke";
+pub const OAUTH_JWKS: &str = "/oauth/jwks";
+pub const DEVICE: &str = "/device";
+pub const AGENTS: &str = "/agents";
+pub const AGENT_STATE: &str = "/agents/{id}/state";
+pub const API_AGENTS: &str = "/api/agents";
+pub const API_AGENT: &str = "/api/agents/{id}";
+pub const ADMIN_AGENTS: &str = "/admin/agents";
+pub const ADMIN_AGENT_STATE: &str = "/admin/agents/{id}/state";
+pub const ADMIN_KEYS_ROTATE: &str = "/admin/keys/rotate";
+
 /// Fills the `{id}` segment of a route.
 pub fn with_id(route: &str, id: &str) -> String {
     route.replace("{id}", id)

@@ -89,6 +89,11 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
     let rustls_config = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
         .await
         .map_err(ServeError::TlsConfig)?;
+    // The token signing keys exist before the port accepts connections too: creating the first
+    // one takes a key generation and a write.
+    let keys = crate::oauth::KeyRing::default();
+    keys.load_or_create(&store, clock.now())
+        .map_err(|error| ServeError::Store(StoreError::Database(error.to_string())))?;
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|error| ServeError::Bind(config.listen, error))?;
     let addr = listener
@@ -102,9 +107,13 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
 
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let passkeys = RelyingParty::new(config.passkeys.clone(), &config.policy.origin)?;
-    let state = AppState::new(shared, config.policy.clone(), clock, admin_token, passkeys)
+    let mut state = AppState::new(shared, config.policy.clone(), clock, admin_token, passkeys)
         .with_enrollment(enrollment_policy(&config))
         .with_software_fallback(config.tpm_software_fallback);
+    state.oauth = Arc::new(super::OAuthState {
+        keys,
+        settings: state.oauth.settings.clone(),
+    });
     let handle = Handle::new();
     listener
         .set_nonblocking(true)
@@ -242,6 +251,19 @@ fn write_server_info(
     Ok(info)
 }
 
+/// Deletes spent DPoP proofs and expired device grants, and, when `hourly`, expired access
+/// tokens. A token never outlives the token it was exchanged from, so deleting expired ones
+/// never drops a live token's ancestor.
+fn sweep_oauth(store: &dyn Store, now: u64, hourly: bool) -> Result<(), StoreError> {
+    let proofs = store.purge_dpop_proofs(now)?;
+    let grants = store.purge_device_grants(now)?;
+    let tokens = if hourly { store.purge_tokens(now)? } else { 0 };
+    if proofs + grants + tokens > 0 {
+        tracing::debug!(proofs, grants, tokens, "deleted expired OAuth records");
+    }
+    Ok(())
+}
+
 /// Deletes expired registration challenges every minute and ended sessions every hour.
 async fn sweep(state: AppState) {
     let start = tokio::time::Instant::now() + SWEEP_INTERVAL;
@@ -255,6 +277,7 @@ async fn sweep(state: AppState) {
             let challenges = store.purge_challenges(now)?
                 + store.purge_enrollments(now)?
                 + store.purge_ceremonies(now)?;
+            sweep_oauth(store.as_ref(), now, sweep_sessions)?;
             let sessions = if sweep_sessions {
                 store.purge_sessions(now, now.saturating_sub(ENDED_SESSION_RETENTION))?
             } else {

@@ -3,12 +3,17 @@
 //! [`Store`] is what the layers above use; [`SledStore`] is the embedded default. Nothing above
 //! this module may assume sled, so that a shared database can stand in later.
 
+mod agents;
 mod passkey_records;
 mod records;
 mod sled_store;
 #[cfg(test)]
 mod tests;
 
+pub use agents::{
+    AccessTokenClaims, Actor, AgentChange, AgentRecord, AgentState, Confirmation,
+    DeviceGrantRecord, DeviceGrantStatus, MayAct, SigningKeyRecord, TokenLineage, TokenRecord,
+};
 pub use passkey_records::{AttestationTrust, CeremonyPurpose, CeremonyRecord, PasskeyRecord};
 
 pub use records::{
@@ -141,4 +146,54 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn purge_ceremonies(&self, now: u64) -> Result<usize, StoreError>;
     /// Reads a ceremony without consuming it (an invitation, until it is used).
     fn find_ceremony(&self, id: &str) -> Result<Option<CeremonyRecord>, StoreError>;
+
+    // Agents, device authorization grants, access tokens, DPoP proofs and signing keys.
+
+    /// Inserts an agent; returns `false` and writes nothing if its owner already has an agent
+    /// of that name.
+    fn insert_agent(&self, agent: &AgentRecord) -> Result<bool, StoreError>;
+    fn find_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+    /// Replaces a stored agent; its owner and name never change.
+    fn update_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+    /// Lists agents, of one owner if `owner_id` is given, oldest first.
+    fn list_agents(&self, owner_id: Option<&str>) -> Result<Vec<AgentRecord>, StoreError>;
+    fn insert_agent_change(&self, change: &AgentChange) -> Result<(), StoreError>;
+    /// Lists the changes to one agent, oldest first.
+    fn list_agent_changes(&self, agent_id: &str) -> Result<Vec<AgentChange>, StoreError>;
+
+    /// Inserts a device grant; returns `false` if its user code is taken.
+    fn insert_device_grant(&self, grant: &DeviceGrantRecord) -> Result<bool, StoreError>;
+    fn find_device_grant(
+        &self,
+        device_code_digest: &str,
+    ) -> Result<Option<Versioned<DeviceGrantRecord>>, StoreError>;
+    fn find_device_grant_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> Result<Option<Versioned<DeviceGrantRecord>>, StoreError>;
+    /// Replaces `current` with `next` only if the stored grant is still `current`.
+    fn update_device_grant(
+        &self,
+        current: &Versioned<DeviceGrantRecord>,
+        next: &DeviceGrantRecord,
+    ) -> Result<Update, StoreError>;
+    /// Deletes grants that expired before `now`.
+    fn purge_device_grants(&self, now: u64) -> Result<usize, StoreError>;
+
+    fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    fn find_token(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Marks a token revoked at `at`; returns `false` if no token has that `jti`.
+    fn revoke_token(&self, jti: &str, at: u64) -> Result<bool, StoreError>;
+    /// Deletes tokens that expired before `cutoff`.
+    fn purge_tokens(&self, cutoff: u64) -> Result<usize, StoreError>;
+
+    /// Records a DPoP proof's replay key as spent until `expires_at`, atomically; returns
+    /// `false` and changes nothing if it was already spent.
+    fn spend_dpop_proof(&self, replay_key: &str, expires_at: u64) -> Result<bool, StoreError>;
+    /// Deletes spent proofs whose window closed before `now`.
+    fn purge_dpop_proofs(&self, now: u64) -> Result<usize, StoreError>;
+
+    fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    /// Lists the token signing keys, oldest first.
+    fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
 }

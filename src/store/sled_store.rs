@@ -13,9 +13,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::{
-    AuditEntry, CeremonyRecord, DeviceRecord, EnrollmentCode, PasskeyRecord, PendingEnrollment,
-    RegistrationChallenge, SessionRecord, SessionState, Store, StoreError, SyncFuture, Update,
-    UserRecord, Versioned,
+    AgentChange, AgentRecord, AuditEntry, CeremonyRecord, DeviceGrantRecord, DeviceRecord,
+    EnrollmentCode, PasskeyRecord, PendingEnrollment, RegistrationChallenge, SessionRecord,
+    SessionState, SigningKeyRecord, Store, StoreError, SyncFuture, TokenRecord, Update, UserRecord,
+    Versioned,
 };
 
 const USERS: &str = "users";
@@ -31,6 +32,14 @@ const PENDING_ENROLLMENTS: &str = "pending_enrollments";
 const PASSKEYS: &str = "passkeys";
 const USER_PASSKEYS: &str = "user_passkeys";
 const CEREMONIES: &str = "passkey_ceremonies";
+const AGENTS: &str = "agents";
+const AGENT_NAMES: &str = "agent_names";
+const AGENT_CHANGES: &str = "agent_changes";
+const DEVICE_GRANTS: &str = "device_grants";
+const USER_CODES: &str = "user_codes";
+const TOKENS: &str = "access_tokens";
+const DPOP_PROOFS: &str = "dpop_proofs";
+const SIGNING_KEYS: &str = "signing_keys";
 
 type SyncWaiter = oneshot::Sender<Result<(), String>>;
 
@@ -62,7 +71,21 @@ pub struct SledStore {
     passkeys: sled::Tree,
     user_passkeys: sled::Tree,
     ceremonies: sled::Tree,
+    agent_trees: AgentTrees,
     flusher: Arc<Flusher>,
+}
+
+/// The trees of the agent area.
+#[derive(Debug, Clone)]
+struct AgentTrees {
+    agents: sled::Tree,
+    agent_names: sled::Tree,
+    agent_changes: sled::Tree,
+    device_grants: sled::Tree,
+    user_codes: sled::Tree,
+    tokens: sled::Tree,
+    dpop_proofs: sled::Tree,
+    signing_keys: sled::Tree,
 }
 
 /// The flush thread and the queue to it.
@@ -111,6 +134,16 @@ impl SledStore {
             passkeys: tree(PASSKEYS)?,
             user_passkeys: tree(USER_PASSKEYS)?,
             ceremonies: tree(CEREMONIES)?,
+            agent_trees: AgentTrees {
+                agents: tree(AGENTS)?,
+                agent_names: tree(AGENT_NAMES)?,
+                agent_changes: tree(AGENT_CHANGES)?,
+                device_grants: tree(DEVICE_GRANTS)?,
+                user_codes: tree(USER_CODES)?,
+                tokens: tree(TOKENS)?,
+                dpop_proofs: tree(DPOP_PROOFS)?,
+                signing_keys: tree(SIGNING_KEYS)?,
+            },
             flusher: start_flusher(db.clone())?,
             db,
         })
@@ -577,6 +610,248 @@ impl Store for SledStore {
     fn find_ceremony(&self, id: &str) -> Result<Option<CeremonyRecord>, StoreError> {
         get(&self.ceremonies, id)
     }
+
+    // Agents, device authorization grants, access tokens, DPoP proofs and signing keys.
+
+    fn insert_agent(&self, agent: &AgentRecord) -> Result<bool, StoreError> {
+        let trees = &self.agent_trees;
+        let name_key = pair_key(&agent.owner_id, &agent.name);
+        let claimed = trees
+            .agent_names
+            .compare_and_swap(name_key, None::<&[u8]>, Some(agent.id.as_bytes()))
+            .map_err(database)?;
+        if claimed.is_err() {
+            return Ok(false);
+        }
+        trees
+            .agents
+            .insert(&agent.id, encode(agent)?)
+            .map_err(database)?;
+        Ok(true)
+    }
+
+    fn find_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        get(&self.agent_trees.agents, id)
+    }
+
+    fn update_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        self.agent_trees
+            .agents
+            .insert(&agent.id, encode(agent)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn list_agents(&self, owner_id: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
+        let mut agents: Vec<AgentRecord> = decode_all(&self.agent_trees.agents)?;
+        agents.retain(|agent| owner_id.is_none_or(|owner| agent.owner_id == owner));
+        agents.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(agents)
+    }
+
+    fn insert_agent_change(&self, change: &AgentChange) -> Result<(), StoreError> {
+        let sequence = self.db.generate_id().map_err(database)?;
+        let key = [
+            change.agent_id.as_bytes(),
+            &[0],
+            &sequence.to_be_bytes()[..],
+        ]
+        .concat();
+        self.agent_trees
+            .agent_changes
+            .insert(key, encode(change)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn list_agent_changes(&self, agent_id: &str) -> Result<Vec<AgentChange>, StoreError> {
+        let prefix = [agent_id.as_bytes(), &[0]].concat();
+        self.agent_trees
+            .agent_changes
+            .scan_prefix(prefix)
+            .map(|entry| {
+                let (key, value) = entry.map_err(database)?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    fn insert_device_grant(&self, grant: &DeviceGrantRecord) -> Result<bool, StoreError> {
+        let trees = &self.agent_trees;
+        let claimed = trees
+            .user_codes
+            .compare_and_swap(
+                &grant.user_code,
+                None::<&[u8]>,
+                Some(grant.device_code_digest.as_bytes()),
+            )
+            .map_err(database)?;
+        if claimed.is_err() {
+            return Ok(false);
+        }
+        trees
+            .device_grants
+            .insert(&grant.device_code_digest, encode(grant)?)
+            .map_err(database)?;
+        Ok(true)
+    }
+
+    fn find_device_grant(
+        &self,
+        device_code_digest: &str,
+    ) -> Result<Option<Versioned<DeviceGrantRecord>>, StoreError> {
+        get_versioned(&self.agent_trees.device_grants, device_code_digest)
+    }
+
+    fn find_device_grant_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> Result<Option<Versioned<DeviceGrantRecord>>, StoreError> {
+        match self
+            .agent_trees
+            .user_codes
+            .get(user_code)
+            .map_err(database)?
+        {
+            Some(digest) => self.find_device_grant(&String::from_utf8_lossy(&digest)),
+            None => Ok(None),
+        }
+    }
+
+    fn update_device_grant(
+        &self,
+        current: &Versioned<DeviceGrantRecord>,
+        next: &DeviceGrantRecord,
+    ) -> Result<Update, StoreError> {
+        let swapped = self
+            .agent_trees
+            .device_grants
+            .compare_and_swap(
+                &current.record.device_code_digest,
+                Some(current.version.as_slice()),
+                Some(encode(next)?),
+            )
+            .map_err(database)?;
+        Ok(match swapped {
+            Ok(()) => Update::Applied,
+            Err(_) => Update::Conflict,
+        })
+    }
+
+    fn purge_device_grants(&self, now: u64) -> Result<usize, StoreError> {
+        let trees = &self.agent_trees;
+        let mut purged = 0;
+        for entry in trees.device_grants.iter() {
+            let (key, value) = entry.map_err(database)?;
+            let grant: DeviceGrantRecord = decode(&key, &value)?;
+            if grant.expires_at <= now {
+                trees.device_grants.remove(&key).map_err(database)?;
+                trees
+                    .user_codes
+                    .remove(&grant.user_code)
+                    .map_err(database)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.agent_trees
+            .tokens
+            .insert(&token.claims.jti, encode(token)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn find_token(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError> {
+        get(&self.agent_trees.tokens, jti)
+    }
+
+    fn revoke_token(&self, jti: &str, at: u64) -> Result<bool, StoreError> {
+        let mut revoked = false;
+        self.agent_trees
+            .tokens
+            .fetch_and_update(jti, |bytes| {
+                let bytes = bytes?;
+                let Ok(mut token) = serde_json::from_slice::<TokenRecord>(bytes) else {
+                    return Some(bytes.to_vec());
+                };
+                revoked = true;
+                token.revoked_at.get_or_insert(at);
+                serde_json::to_vec(&token).ok()
+            })
+            .map_err(database)?;
+        Ok(revoked)
+    }
+
+    fn purge_tokens(&self, cutoff: u64) -> Result<usize, StoreError> {
+        let tokens = &self.agent_trees.tokens;
+        let mut purged = 0;
+        for entry in tokens.iter() {
+            let (key, value) = entry.map_err(database)?;
+            let token: TokenRecord = decode(&key, &value)?;
+            if token.claims.exp < cutoff {
+                tokens.remove(&key).map_err(database)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    fn spend_dpop_proof(&self, replay_key: &str, expires_at: u64) -> Result<bool, StoreError> {
+        let spent = self
+            .agent_trees
+            .dpop_proofs
+            .compare_and_swap(
+                replay_key,
+                None::<&[u8]>,
+                Some(&expires_at.to_be_bytes()[..]),
+            )
+            .map_err(database)?;
+        Ok(spent.is_ok())
+    }
+
+    fn purge_dpop_proofs(&self, now: u64) -> Result<usize, StoreError> {
+        let proofs = &self.agent_trees.dpop_proofs;
+        let mut purged = 0;
+        for entry in proofs.iter() {
+            let (key, value) = entry.map_err(database)?;
+            let expires_at = <[u8; 8]>::try_from(value.as_ref()).map_or(0, u64::from_be_bytes);
+            if expires_at <= now {
+                proofs.remove(&key).map_err(database)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        let index = [&key.created_at.to_be_bytes()[..], key.kid.as_bytes()].concat();
+        self.agent_trees
+            .signing_keys
+            .insert(index, encode(key)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
+    fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        decode_all(&self.agent_trees.signing_keys)
+    }
+}
+
+/// Builds a two-part index key: the parts separated by a zero byte.
+fn pair_key(first: &str, second: &str) -> Vec<u8> {
+    [first.as_bytes(), &[0], second.as_bytes()].concat()
+}
+
+fn decode_all<T: DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
+    tree.iter()
+        .map(|entry| {
+            let (key, value) = entry.map_err(database)?;
+            decode(&key, &value)
+        })
+        .collect()
 }
 
 impl SledStore {
