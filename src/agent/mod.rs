@@ -12,7 +12,7 @@ use crate::store::{AgentChange, AgentRecord, AgentState, Assurance, Store, Store
 
 /// Random bytes in an agent id.
 const AGENT_ID_BYTES: usize = 16;
-/// Longest agent name, in characters.
+/// Maximum length of an agent name, in characters.
 const MAX_NAME_LEN: usize = 64;
 /// Most audiences or scopes one agent may list.
 const MAX_ENTRIES: usize = 32;

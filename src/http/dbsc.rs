@@ -20,7 +20,8 @@ use crate::dbsc::{self, DbscError, Issued, SessionInstructions, headers, proof};
 use crate::metrics::Outcome;
 use crate::store::{SessionRecord, StoreError, Update, Versioned};
 
-/// Longest `Sec-Secure-Session-Id` looked up; devbound's own ids are 22 characters.
+/// Maximum length of a `Sec-Secure-Session-Id` that is looked up. devbound's own ids are 22
+/// characters.
 const MAX_SESSION_ID_LEN: usize = 64;
 
 /// How often a refresh retries after another request changed the session under it.

@@ -155,7 +155,7 @@ pub async fn create_code_page(
     no_store(Html(page("Enroll a device", &body)))
 }
 
-/// How a step-up demand reaches the person: a redirect for pages, a JSON error for the API.
+/// The form of a step-up demand: a redirect for pages, a JSON error for the API.
 #[derive(Debug, Clone, Copy)]
 enum StepUpAnswer {
     Page,

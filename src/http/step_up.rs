@@ -25,7 +25,7 @@ use crate::store::{CeremonyPurpose, StoreError, Update};
 
 /// How often recording a proof is retried when refreshes keep changing the session.
 const MAX_UPDATE_ATTEMPTS: usize = 5;
-/// Longest accepted `return_to` path, in bytes.
+/// Maximum length of an accepted `return_to` path, in bytes.
 const MAX_RETURN_TO_LEN: usize = 512;
 
 #[derive(Deserialize)]

@@ -8,7 +8,7 @@ use crate::crypto::secret::{constant_time_eq, sha256};
 use crate::crypto::{Algorithm, CompactJws, JoseError, base64url};
 use crate::store::{AccessTokenClaims, Store, TokenLineage, TokenRecord};
 
-/// Longest compact access token accepted anywhere, in bytes.
+/// Maximum length of a compact access token accepted anywhere, in bytes.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// Signs `claims` with the current key and stores the token's record.

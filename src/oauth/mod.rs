@@ -43,7 +43,7 @@ pub const GRANT_TOKEN_TTL: u64 = 12 * 3600;
 pub struct Settings {
     /// The issuer identifier (RFC 8414 §2): devbound's external origin.
     pub issuer: String,
-    /// The longest time since an agent session's last proof of possession at which it still
+    /// The maximum time since an agent session's last proof of possession at which it still
     /// gets tokens, in seconds.
     pub proof_window: u64,
 }

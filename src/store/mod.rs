@@ -97,7 +97,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<AuditEntry, StoreError>;
     /// Lists up to `limit` entries from sequence number `from`, oldest first.
     fn list_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
-    // Devices (issue 3): enrolled devices, one-time enrollment codes and started enrollments.
+
+    // Devices: enrolled devices, one-time enrollment codes and started enrollments.
 
     /// Inserts a device; returns `false` and writes nothing if the id is taken.
     fn insert_device(&self, device: &DeviceRecord) -> Result<bool, StoreError>;
