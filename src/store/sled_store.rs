@@ -62,8 +62,10 @@ pub struct SledStore {
     challenges: sled::Tree,
     /// Audit entries keyed by big-endian sequence number, so that iteration order is log order.
     audit: sled::Tree,
-    /// Held while an audit entry is appended: each entry needs the hash of the one before.
-    audit_append: Arc<Mutex<()>>,
+    /// The last audit entry, held while the next is appended: each entry needs the hash of the
+    /// one before. Loaded from the tree by the first append; this process is the tree's only
+    /// writer, because sled locks the database directory.
+    audit_head: Arc<Mutex<AuditHead>>,
     devices: sled::Tree,
     owner_devices: sled::Tree,
     enrollment_codes: sled::Tree,
@@ -73,6 +75,15 @@ pub struct SledStore {
     ceremonies: sled::Tree,
     agent_trees: AgentTrees,
     flusher: Arc<Flusher>,
+}
+
+/// What [`SledStore::append_audit`] knows of the end of the audit log.
+#[derive(Debug)]
+enum AuditHead {
+    /// Not read from the tree yet.
+    Unread,
+    Empty,
+    Last(AuditEntry),
 }
 
 /// The trees of the agent area.
@@ -126,7 +137,7 @@ impl SledStore {
             user_sessions: tree(USER_SESSIONS)?,
             challenges: tree(CHALLENGES)?,
             audit: tree(AUDIT)?,
-            audit_append: Arc::new(Mutex::new(())),
+            audit_head: Arc::new(Mutex::new(AuditHead::Unread)),
             devices: tree(DEVICES)?,
             owner_devices: tree(OWNER_DEVICES)?,
             enrollment_codes: tree(ENROLLMENT_CODES)?,
@@ -388,18 +399,25 @@ impl Store for SledStore {
         &self,
         seal: &mut dyn FnMut(Option<&AuditEntry>) -> AuditEntry,
     ) -> Result<AuditEntry, StoreError> {
-        let _appending = self
-            .audit_append
+        let mut head = self
+            .audit_head
             .lock()
             .map_err(|_| StoreError::Database("an audit append panicked".into()))?;
-        let last: Option<AuditEntry> = match self.audit.last().map_err(database)? {
-            Some((key, value)) => Some(decode(&key, &value)?),
-            None => None,
+        if let AuditHead::Unread = *head {
+            *head = match self.audit.last().map_err(database)? {
+                Some((key, value)) => AuditHead::Last(decode(&key, &value)?),
+                None => AuditHead::Empty,
+            };
+        }
+        let previous = match &*head {
+            AuditHead::Last(entry) => Some(entry),
+            AuditHead::Unread | AuditHead::Empty => None,
         };
-        let entry = seal(last.as_ref());
+        let entry = seal(previous);
         self.audit
             .insert(entry.seq.to_be_bytes(), encode(&entry)?)
             .map_err(database)?;
+        *head = AuditHead::Last(entry.clone());
         Ok(entry)
     }
 

@@ -166,3 +166,30 @@ fn a_session_stored_before_devices_existed_still_loads() {
     let session: SessionRecord = serde_json::from_value(old).unwrap();
     assert_eq!(session.device_id, None);
 }
+
+#[test]
+fn audit_chain_continues_after_the_store_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = crate::audit::Event::allowed("user:u1", "session.sign_out", "session:s1");
+    let append = |store: &SledStore, at: u64| {
+        store
+            .append_audit(&mut |previous| crate::audit::seal(previous, at, &event))
+            .unwrap()
+    };
+
+    let first = {
+        let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+        append(&store, 10);
+        let first = append(&store, 11);
+        store.close().unwrap();
+        first
+    };
+    let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+    let next = append(&store, 12);
+
+    assert_eq!(next.seq, first.seq + 1);
+    assert_eq!(next.prev_hash, first.hash);
+    let entries = store.list_audit(0, 10).unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(crate::audit::verify(None, &entries), Ok(entries.last()));
+}
