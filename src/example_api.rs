@@ -19,7 +19,8 @@ use serde_json::json;
 use crate::client::https_client;
 use crate::clock::Clock;
 use crate::http::routes;
-use crate::oauth::resource::{self, Jwks, Presented, ReplayCache, ResourceError};
+use crate::oauth::replay::{ReplayCache, ReplayError};
+use crate::oauth::resource::{self, Jwks, Presented, ResourceError};
 
 /// The path of the example tool.
 pub const TOOL_PATH: &str = "/tools/echo";
@@ -100,7 +101,7 @@ pub async fn start(
         origin: origin.clone(),
         http,
         jwks: Arc::new(RwLock::new(Arc::new(Jwks::default()))),
-        replay: Arc::new(ReplayCache::default()),
+        replay: Arc::new(ReplayCache::new(clock.now())),
         clock,
     };
     refresh_jwks(&state).await?;
@@ -178,8 +179,12 @@ async fn authorize(
         &state.origin,
         now,
     )?;
-    if !state.replay.spend(&proof, now) {
-        return Err(ResourceError::Replay);
+    match state.replay.spend(&proof, now) {
+        Ok(()) => {}
+        Err(ReplayError::Replayed) => return Err(ResourceError::Replay),
+        Err(error @ ReplayError::BeforeStart) => {
+            return Err(ResourceError::InvalidProof(error.to_string()));
+        }
     }
     if !introspect_active(state, token).await {
         return Err(ResourceError::Inactive);

@@ -218,6 +218,32 @@ async fn token_endpoint_rejects_malformed_and_replayed_proofs() {
     assert_proof_refused(&world, &agent, twin, "high-S twin of a used proof").await;
 }
 
+/// Spent proofs are kept in memory, so a restart forgets them: a proof whose `iat` is before the
+/// server started may have been spent before the restart and is rejected, though in its window.
+#[tokio::test]
+async fn token_endpoint_rejects_proof_before_start() {
+    let (world, agent) = world_with_agent().await;
+    let url = world.url(routes::OAUTH_TOKEN);
+    let before_start = proof(&agent, "POST", &url, |_, claims| {
+        claims["iat"] = json!(claims["iat"].as_u64().unwrap() - 30);
+    });
+
+    let response = exchange_with(&world, &agent, routes::OAUTH_TOKEN, &[before_start]).await;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_dpop_proof");
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("before the server started"),
+        "{description}"
+    );
+
+    let current = proof(&agent, "POST", &url, |_, _| {});
+    let response = exchange_with(&world, &agent, routes::OAUTH_TOKEN, &[current]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn token_endpoint_rejects_forged_and_confused_proofs() {
     let (world, agent) = world_with_agent().await;

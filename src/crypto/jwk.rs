@@ -74,7 +74,7 @@ impl Jwk {
     /// Parses and validates a public JWK, and returns it with its verification key, so that a
     /// caller who verifies with it at once does not parse the key twice.
     pub fn from_value_with_key(value: &serde_json::Value) -> Result<(Self, PublicKey), JwkError> {
-        let raw: RawJwk = serde_json::from_value(value.clone()).map_err(|_| JwkError::Malformed)?;
+        let raw = RawJwk::deserialize(value).map_err(|_| JwkError::Malformed)?;
         reject_private_members(&raw)?;
 
         let jwk = match raw.kty.as_deref() {

@@ -73,6 +73,7 @@ impl AppState {
         };
         let oauth = Arc::new(OAuthState {
             keys: crate::oauth::KeyRing::default(),
+            replay: crate::oauth::replay::ReplayCache::new(clock.now()),
             settings: crate::oauth::Settings {
                 issuer: policy.origin.clone(),
                 // An agent session is fresh for as long as a bound cookie would be.
@@ -169,6 +170,8 @@ impl AppState {
 #[derive(Debug)]
 pub struct OAuthState {
     pub keys: crate::oauth::KeyRing,
+    /// DPoP proofs spent at the token endpoint.
+    pub replay: crate::oauth::replay::ReplayCache,
     pub settings: crate::oauth::Settings,
 }
 

@@ -16,6 +16,7 @@ use crate::audit::Event;
 use crate::clock::UnixTime;
 use crate::oauth::device_grant::{self, AuthorizationRequest};
 use crate::oauth::dpop::{self, DpopProof, Expected};
+use crate::oauth::replay::ReplayError;
 use crate::oauth::token_exchange::{self, ExchangeRequest, Issuer};
 use crate::oauth::{self, OAuthError, introspection};
 
@@ -322,11 +323,10 @@ fn check_dpop(
     let proof = dpop::verify(proof, expected, now)
         .map_err(|error| OAuthError::InvalidDpop(error.to_string()))?;
     // RFC 9449 §11.1: a proof is accepted once within its window.
-    if !state
-        .store
-        .spend_dpop_proof(&proof.replay_key(), proof.replay_expires_at(now))?
-    {
-        return Err(OAuthError::DpopReplay);
+    match state.oauth.replay.spend(&proof, now) {
+        Ok(()) => {}
+        Err(ReplayError::Replayed) => return Err(OAuthError::DpopReplay),
+        Err(ReplayError::BeforeStart) => return Err(OAuthError::DpopBeforeStart),
     }
     Ok(proof)
 }

@@ -112,6 +112,7 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
         .with_software_fallback(config.tpm_software_fallback);
     state.oauth = Arc::new(super::OAuthState {
         keys,
+        replay: crate::oauth::replay::ReplayCache::new(state.clock.now()),
         settings: state.oauth.settings.clone(),
     });
     let handle = Handle::new();
@@ -251,15 +252,14 @@ fn write_server_info(
     Ok(info)
 }
 
-/// Deletes spent DPoP proofs and expired device grants, and, when `hourly`, expired access
-/// tokens. A token never outlives the token it was exchanged from, so deleting expired ones
-/// never drops a live token's ancestor.
+/// Deletes expired device grants and, when `hourly`, expired access tokens. A token never
+/// outlives the token it was exchanged from, so deleting expired ones never drops a live
+/// token's ancestor.
 fn sweep_oauth(store: &dyn Store, now: u64, hourly: bool) -> Result<(), StoreError> {
-    let proofs = store.purge_dpop_proofs(now)?;
     let grants = store.purge_device_grants(now)?;
     let tokens = if hourly { store.purge_tokens(now)? } else { 0 };
-    if proofs + grants + tokens > 0 {
-        tracing::debug!(proofs, grants, tokens, "deleted expired OAuth records");
+    if grants + tokens > 0 {
+        tracing::debug!(grants, tokens, "deleted expired OAuth records");
     }
     Ok(())
 }

@@ -49,23 +49,6 @@ pub struct DpopProof {
     pub iat: UnixTime,
 }
 
-impl DpopProof {
-    /// Returns the key a replay cache stores: the signing key and the `jti`, never the proof bytes,
-    /// because a second valid ECDSA signature `(r, n − s)` exists for every proof.
-    pub fn replay_key(&self) -> String {
-        format!(
-            "{}.{}",
-            self.jkt,
-            base64url::encode(sha256(self.jti.as_bytes()))
-        )
-    }
-
-    /// Until when the replay key must be kept: after it, `iat` is outside the window anyway.
-    pub fn replay_expires_at(&self, now: UnixTime) -> UnixTime {
-        self.iat.max(now) + IAT_WINDOW + 1
-    }
-}
-
 #[derive(Deserialize)]
 struct ProofClaims {
     jti: String,

@@ -67,6 +67,9 @@ pub enum OAuthError {
     InvalidDpop(String),
     #[error("DPoP proof was already used")]
     DpopReplay,
+    /// Spent proofs are kept in memory, so one made before a restart may have been spent.
+    #[error("DPoP proof was made before the server started")]
+    DpopBeforeStart,
     #[error("DPoP proof key is not the key the token is bound to")]
     DpopKeyMismatch,
     #[error("agent is unknown")]
@@ -140,9 +143,11 @@ impl OAuthError {
             | Self::UnsupportedTokenType(_)
             | Self::DeviceSession(_) => ErrorCode::InvalidRequest,
             Self::UnsupportedGrantType(_) => ErrorCode::UnsupportedGrantType,
-            Self::MissingDpop | Self::InvalidDpop(_) | Self::DpopReplay | Self::DpopKeyMismatch => {
-                ErrorCode::InvalidDpopProof
-            }
+            Self::MissingDpop
+            | Self::InvalidDpop(_)
+            | Self::DpopReplay
+            | Self::DpopBeforeStart
+            | Self::DpopKeyMismatch => ErrorCode::InvalidDpopProof,
             Self::UnknownAgent => ErrorCode::InvalidClient,
             Self::ScopeWidened(_) | Self::NoScope => ErrorCode::InvalidScope,
             // RFC 8707 §2: an invalid or unacceptable resource is `invalid_target`.
@@ -184,6 +189,7 @@ impl OAuthError {
             Self::MissingDpop => "dpop_missing",
             Self::InvalidDpop(_) => "dpop_invalid",
             Self::DpopReplay => "dpop_replayed",
+            Self::DpopBeforeStart => "dpop_before_start",
             Self::DpopKeyMismatch => "dpop_key_mismatch",
             Self::UnknownAgent => "unknown_agent",
             Self::UnknownToken => "unknown_token",
@@ -223,6 +229,9 @@ impl OAuthError {
         match self {
             Self::Store(_) | Self::Signing(_) => "internal error".into(),
             Self::RepeatedParameter(name) => format!("parameter {name} is repeated"),
+            Self::DpopBeforeStart => {
+                "DPoP proof was made before the server started; send a new proof".into()
+            }
             _ => self.condition().replace('_', " "),
         }
     }

@@ -12,6 +12,7 @@ mod error;
 pub mod gate;
 pub mod introspection;
 pub mod keys;
+pub mod replay;
 pub mod resource;
 pub mod token_exchange;
 

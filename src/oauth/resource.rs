@@ -2,9 +2,6 @@
 //! access token sent as `Authorization: DPoP`, verified with the published JWKS, and a DPoP
 //! proof by the key the token is bound to.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use serde_json::Value;
 
 use super::dpop::{self, DpopProof, Expected};
@@ -184,26 +181,4 @@ pub fn read_token<'a>(authorization: &[&'a str]) -> Result<&'a str, ResourceErro
         return Err(ResourceError::MissingToken);
     }
     Ok(token)
-}
-
-/// Spent DPoP proofs at a resource, each kept until its `iat` window has closed.
-#[derive(Debug, Default)]
-pub struct ReplayCache {
-    spent: Mutex<HashMap<String, UnixTime>>,
-}
-
-impl ReplayCache {
-    /// Records the proof as spent; returns `false` if it already was.
-    pub fn spend(&self, proof: &DpopProof, now: UnixTime) -> bool {
-        let Ok(mut spent) = self.spent.lock() else {
-            return false;
-        };
-        spent.retain(|_, expires_at| now < *expires_at);
-        let key = proof.replay_key();
-        if spent.contains_key(&key) {
-            return false;
-        }
-        spent.insert(key, proof.replay_expires_at(now));
-        true
-    }
 }

@@ -188,12 +188,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes tokens that expired before `cutoff`.
     fn purge_tokens(&self, cutoff: u64) -> Result<usize, StoreError>;
 
-    /// Records a DPoP proof's replay key as spent until `expires_at`, atomically; returns
-    /// `false` and changes nothing if it was already spent.
-    fn spend_dpop_proof(&self, replay_key: &str, expires_at: u64) -> Result<bool, StoreError>;
-    /// Deletes spent proofs whose window closed before `now`.
-    fn purge_dpop_proofs(&self, now: u64) -> Result<usize, StoreError>;
-
     fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
     /// Lists the token signing keys, oldest first.
     fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;

@@ -38,7 +38,6 @@ const AGENT_CHANGES: &str = "agent_changes";
 const DEVICE_GRANTS: &str = "device_grants";
 const USER_CODES: &str = "user_codes";
 const TOKENS: &str = "access_tokens";
-const DPOP_PROOFS: &str = "dpop_proofs";
 const SIGNING_KEYS: &str = "signing_keys";
 
 type SyncWaiter = oneshot::Sender<Result<(), String>>;
@@ -95,7 +94,6 @@ struct AgentTrees {
     device_grants: sled::Tree,
     user_codes: sled::Tree,
     tokens: sled::Tree,
-    dpop_proofs: sled::Tree,
     signing_keys: sled::Tree,
 }
 
@@ -152,7 +150,6 @@ impl SledStore {
                 device_grants: tree(DEVICE_GRANTS)?,
                 user_codes: tree(USER_CODES)?,
                 tokens: tree(TOKENS)?,
-                dpop_proofs: tree(DPOP_PROOFS)?,
                 signing_keys: tree(SIGNING_KEYS)?,
             },
             flusher: start_flusher(db.clone())?,
@@ -811,33 +808,6 @@ impl Store for SledStore {
             let token: TokenRecord = decode(&key, &value)?;
             if token.claims.exp < cutoff {
                 tokens.remove(&key).map_err(database)?;
-                purged += 1;
-            }
-        }
-        Ok(purged)
-    }
-
-    fn spend_dpop_proof(&self, replay_key: &str, expires_at: u64) -> Result<bool, StoreError> {
-        let spent = self
-            .agent_trees
-            .dpop_proofs
-            .compare_and_swap(
-                replay_key,
-                None::<&[u8]>,
-                Some(&expires_at.to_be_bytes()[..]),
-            )
-            .map_err(database)?;
-        Ok(spent.is_ok())
-    }
-
-    fn purge_dpop_proofs(&self, now: u64) -> Result<usize, StoreError> {
-        let proofs = &self.agent_trees.dpop_proofs;
-        let mut purged = 0;
-        for entry in proofs.iter() {
-            let (key, value) = entry.map_err(database)?;
-            let expires_at = <[u8; 8]>::try_from(value.as_ref()).map_or(0, u64::from_be_bytes);
-            if expires_at <= now {
-                proofs.remove(&key).map_err(database)?;
                 purged += 1;
             }
         }
