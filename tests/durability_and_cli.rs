@@ -402,14 +402,13 @@ async fn audit_log_chains_and_finds_edit() {
 
     // Rewrite the revocation's actor on disk, as someone covering their tracks would.
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
-        let tree = db.open_tree("audit").unwrap();
-        let key = 4_u64.to_be_bytes();
-        let mut entry: Value = serde_json::from_slice(&tree.get(key).unwrap().unwrap()).unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = log.lines().map(str::to_owned).collect();
+        let mut entry: Value = serde_json::from_str(&lines[4]).unwrap();
         entry["actor"] = Value::from("user:someone-else");
-        tree.insert(key, serde_json::to_vec(&entry).unwrap())
-            .unwrap();
-        db.flush().unwrap();
+        lines[4] = entry.to_string();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     }
     let tampered = devbound(&["audit", "verify"], dir.path(), None);
     assert!(!tampered.status.success());

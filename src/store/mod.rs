@@ -4,6 +4,7 @@
 //! this module may assume sled, so that a shared database can stand in later.
 
 mod agents;
+mod audit_file;
 mod passkey_records;
 mod records;
 mod sled_store;

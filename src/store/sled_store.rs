@@ -1,9 +1,10 @@
 //! The embedded default store: sled trees in the data directory.
 //!
-//! Records are JSON in named trees. Durability comes from one dedicated thread that flushes the
-//! database for every batch of waiting writers (group commit): sled 0.34.7's `flush_async` can
-//! hang under concurrent callers, and one synchronous flush serves every writer that queued
-//! before it started.
+//! Records are JSON in named trees; the audit log is a file beside the database
+//! ([`super::audit_file`]). Durability comes from one dedicated thread that flushes the
+//! database and syncs the audit log for every batch of waiting writers (group commit): sled
+//! 0.34.7's `flush_async` can hang under concurrent callers, and one synchronous flush serves
+//! every writer that queued before it started.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
@@ -12,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
+use super::audit_file::{AuditFile, AuditSync};
 use super::{
     AgentChange, AgentRecord, AuditEntry, CeremonyRecord, DeviceGrantRecord, DeviceRecord,
     EnrollmentCode, PasskeyRecord, PendingEnrollment, RegistrationChallenge, SessionRecord,
@@ -49,6 +51,9 @@ pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 /// under load a write waits up to this much longer, and one flush serves more writers. A lone
 /// writer is flushed at once.
 const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(2000);
+/// How often the flush thread syncs new audit entries when no writer asks for a flush, the
+/// same interval at which sled flushes its own buffers.
+const AUDIT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// sled-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -59,12 +64,10 @@ pub struct SledStore {
     sessions: sled::Tree,
     user_sessions: sled::Tree,
     challenges: sled::Tree,
-    /// Audit entries keyed by big-endian sequence number, so that iteration order is log order.
-    audit: sled::Tree,
-    /// The last audit entry, held while the next is appended: each entry needs the hash of the
-    /// one before. Loaded from the tree by the first append; this process is the tree's only
-    /// writer, because sled locks the database directory.
-    audit_head: Arc<Mutex<AuditHead>>,
+    /// The audit log, held while an entry is appended: each entry needs the hash of the one
+    /// before.
+    audit: Arc<Mutex<AuditFile>>,
+    audit_sync: Arc<AuditSync>,
     devices: sled::Tree,
     owner_devices: sled::Tree,
     enrollment_codes: sled::Tree,
@@ -74,15 +77,6 @@ pub struct SledStore {
     ceremonies: sled::Tree,
     agent_trees: AgentTrees,
     flusher: Arc<Flusher>,
-}
-
-/// What [`SledStore::append_audit`] knows of the end of the audit log.
-#[derive(Debug)]
-enum AuditHead {
-    /// Not read from the tree yet.
-    Unread,
-    Empty,
-    Last(AuditEntry),
 }
 
 /// The trees of the agent area.
@@ -127,6 +121,9 @@ impl SledStore {
                 other => database(other),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(database);
+        let mut audit = AuditFile::open(dir)?;
+        audit.import_tree(&db, AUDIT)?;
+        let audit_sync = Arc::new(audit.sync_handle()?);
 
         Ok(Self {
             users: tree(USERS)?,
@@ -134,8 +131,8 @@ impl SledStore {
             sessions: tree(SESSIONS)?,
             user_sessions: tree(USER_SESSIONS)?,
             challenges: tree(CHALLENGES)?,
-            audit: tree(AUDIT)?,
-            audit_head: Arc::new(Mutex::new(AuditHead::Unread)),
+            audit: Arc::new(Mutex::new(audit)),
+            audit_sync: audit_sync.clone(),
             devices: tree(DEVICES)?,
             owner_devices: tree(OWNER_DEVICES)?,
             enrollment_codes: tree(ENROLLMENT_CODES)?,
@@ -152,18 +149,18 @@ impl SledStore {
                 tokens: tree(TOKENS)?,
                 signing_keys: tree(SIGNING_KEYS)?,
             },
-            flusher: start_flusher(db.clone())?,
+            flusher: start_flusher(db.clone(), audit_sync)?,
             db,
         })
     }
 }
 
 /// Starts the thread that flushes once for every batch of queued [`Store::sync`] calls.
-fn start_flusher(db: sled::Db) -> Result<Arc<Flusher>, StoreError> {
+fn start_flusher(db: sled::Db, audit: Arc<AuditSync>) -> Result<Arc<Flusher>, StoreError> {
     let (sender, receiver) = mpsc::channel::<SyncWaiter>();
     let thread = std::thread::Builder::new()
         .name("sled-flush".into())
-        .spawn(move || flush_batches(&db, &receiver))
+        .spawn(move || flush_batches(&db, &audit, &receiver))
         .map_err(|error| StoreError::Database(format!("cannot start flush thread: {error}")))?;
     Ok(Arc::new(Flusher {
         queue: Mutex::new(Some(sender)),
@@ -171,9 +168,20 @@ fn start_flusher(db: sled::Db) -> Result<Arc<Flusher>, StoreError> {
     }))
 }
 
-fn flush_batches(db: &sled::Db, receiver: &mpsc::Receiver<SyncWaiter>) {
+fn flush_batches(db: &sled::Db, audit: &AuditSync, receiver: &mpsc::Receiver<SyncWaiter>) {
     let mut previous_batch = 0;
-    while let Ok(first) = receiver.recv() {
+    loop {
+        let first = match receiver.recv_timeout(AUDIT_SYNC_INTERVAL) {
+            Ok(waiter) => waiter,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Entries of requests that wait for no flush, such as token exchanges.
+                if let Err(error) = audit.sync() {
+                    tracing::error!(%error, "cannot sync the audit log");
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         // Under load, wait briefly so that one flush serves more writers; a lone writer is
         // flushed at once.
         if previous_batch > 1 {
@@ -183,22 +191,30 @@ fn flush_batches(db: &sled::Db, receiver: &mpsc::Receiver<SyncWaiter>) {
         batch.extend(receiver.try_iter());
         previous_batch = batch.len();
 
-        let result = db.flush().map(drop).map_err(|error| error.to_string());
+        let result = flush(db, audit).map_err(|error| error.to_string());
         for waiter in batch {
             let _ = waiter.send(result.clone());
         }
     }
 }
 
-fn database(error: sled::Error) -> StoreError {
+/// Flushes the database, then syncs the audit log if it has new entries.
+fn flush(db: &sled::Db, audit: &AuditSync) -> Result<(), StoreError> {
+    db.flush().map_err(database)?;
+    audit
+        .sync()
+        .map_err(|error| StoreError::Database(format!("cannot sync the audit log: {error}")))
+}
+
+pub(super) fn database(error: sled::Error) -> StoreError {
     StoreError::Database(error.to_string())
 }
 
-fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|error| StoreError::Database(error.to_string()))
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|error| {
         StoreError::Corrupt(String::from_utf8_lossy(key).into_owned(), error.to_string())
     })
@@ -396,37 +412,17 @@ impl Store for SledStore {
         &self,
         seal: &mut dyn FnMut(Option<&AuditEntry>) -> AuditEntry,
     ) -> Result<AuditEntry, StoreError> {
-        let mut head = self
-            .audit_head
-            .lock()
-            .map_err(|_| StoreError::Database("an audit append panicked".into()))?;
-        if let AuditHead::Unread = *head {
-            *head = match self.audit.last().map_err(database)? {
-                Some((key, value)) => AuditHead::Last(decode(&key, &value)?),
-                None => AuditHead::Empty,
-            };
-        }
-        let previous = match &*head {
-            AuditHead::Last(entry) => Some(entry),
-            AuditHead::Unread | AuditHead::Empty => None,
-        };
-        let entry = seal(previous);
         self.audit
-            .insert(entry.seq.to_be_bytes(), encode(&entry)?)
-            .map_err(database)?;
-        *head = AuditHead::Last(entry.clone());
-        Ok(entry)
+            .lock()
+            .map_err(|_| StoreError::Database("an audit append panicked".into()))?
+            .append(seal)
     }
 
     fn list_audit(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.audit
-            .range(from.to_be_bytes()..)
-            .take(limit)
-            .map(|entry| {
-                let (key, value) = entry.map_err(database)?;
-                decode(&key, &value)
-            })
-            .collect()
+            .lock()
+            .map_err(|_| StoreError::Database("an audit append panicked".into()))?
+            .list(from, limit)
     }
 
     fn insert_device(&self, device: &DeviceRecord) -> Result<bool, StoreError> {
@@ -863,7 +859,7 @@ impl SledStore {
 
     /// Flushes synchronously; used at shutdown.
     pub fn flush_now(&self) -> Result<(), StoreError> {
-        self.db.flush().map(drop).map_err(database)
+        flush(&self.db, &self.audit_sync)
     }
 
     /// Flushes, stops the flush thread and waits for it, so that once every clone of this

@@ -193,3 +193,102 @@ fn audit_chain_continues_after_the_store_is_reopened() {
     assert_eq!(entries.len(), 3);
     assert_eq!(crate::audit::verify(None, &entries), Ok(entries.last()));
 }
+
+fn sealed(previous: Option<&super::AuditEntry>, at: u64) -> super::AuditEntry {
+    let event = crate::audit::Event::allowed("agent:a1", "token.exchange", format!("token:{at}"));
+    crate::audit::seal(previous, at, &event)
+}
+
+fn seqs(entries: &[super::AuditEntry]) -> Vec<u64> {
+    entries.iter().map(|entry| entry.seq).collect()
+}
+
+#[test]
+fn audit_list_finds_entries_in_a_long_log() {
+    let (_dir, store) = open();
+    // About 300 bytes a line, so the file spans several bisection steps.
+    for at in 0..3000 {
+        store
+            .append_audit(&mut |previous| sealed(previous, at))
+            .unwrap();
+    }
+
+    assert_eq!(seqs(&store.list_audit(0, 3).unwrap()), [0, 1, 2]);
+    assert_eq!(
+        seqs(&store.list_audit(1234, 4).unwrap()),
+        [1234, 1235, 1236, 1237]
+    );
+    assert_eq!(seqs(&store.list_audit(2998, 10).unwrap()), [2998, 2999]);
+    assert!(store.list_audit(3000, 10).unwrap().is_empty());
+    let all = store.list_audit(0, 5000).unwrap();
+    assert_eq!(all.len(), 3000);
+    assert_eq!(crate::audit::verify(None, &all), Ok(all.last()));
+}
+
+#[test]
+fn audit_log_drops_a_partial_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+        for at in 0..3 {
+            store
+                .append_audit(&mut |previous| sealed(previous, at))
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let path = dir.path().join("audit.jsonl");
+    let complete = std::fs::metadata(&path).unwrap().len();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, br#"{"seq":3,"at":3,"act"#).unwrap();
+    drop(file);
+
+    let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), complete);
+    let next = store
+        .append_audit(&mut |previous| sealed(previous, 4))
+        .unwrap();
+    assert_eq!(next.seq, 3);
+    let all = store.list_audit(0, 10).unwrap();
+    assert_eq!(seqs(&all), [0, 1, 2, 3]);
+    assert_eq!(crate::audit::verify(None, &all), Ok(all.last()));
+}
+
+#[test]
+fn audit_entries_move_from_the_database_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut previous = None;
+    {
+        // An earlier version kept each entry in the `audit` tree under its big-endian number.
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let tree = db.open_tree("audit").unwrap();
+        for at in 0..3 {
+            let entry = sealed(previous.as_ref(), at);
+            tree.insert(entry.seq.to_be_bytes(), serde_json::to_vec(&entry).unwrap())
+                .unwrap();
+            previous = Some(entry);
+        }
+        db.flush().unwrap();
+    }
+
+    let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+    let next = store
+        .append_audit(&mut |previous| sealed(previous, 3))
+        .unwrap();
+    assert_eq!(next.prev_hash, previous.unwrap().hash);
+    let all = store.list_audit(0, 10).unwrap();
+    assert_eq!(seqs(&all), [0, 1, 2, 3]);
+    assert_eq!(crate::audit::verify(None, &all), Ok(all.last()));
+    store.close().unwrap();
+    drop(store);
+
+    let db = sled::open(dir.path().join("db")).unwrap();
+    assert!(
+        !db.tree_names()
+            .iter()
+            .any(|name| name == b"audit".as_slice())
+    );
+}
