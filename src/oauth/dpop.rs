@@ -1,4 +1,5 @@
-//! DPoP proofs (RFC 9449 §4): verification, `htu` normalisation and the replay key.
+//! DPoP proofs (RFC 9449 §4): verification and `htu` normalisation. Spent proofs are
+//! remembered by [`super::replay`].
 
 use serde::Deserialize;
 
@@ -69,7 +70,7 @@ pub struct Expected<'a> {
 }
 
 /// Verifies a DPoP proof against the request (RFC 9449 §4.3). The caller checks that exactly
-/// one `DPoP` header was sent and spends [`DpopProof::replay_key`].
+/// one `DPoP` header was sent and spends the proof in a [`super::replay::ReplayCache`].
 pub fn verify(proof: &str, expected: Expected<'_>, now: UnixTime) -> Result<DpopProof, DpopError> {
     // §4.3 steps 2-6: a well-formed JWS typed `dpop+jwt` with an asymmetric algorithm.
     let jws = CompactJws::parse(proof, &ALGORITHMS)?;

@@ -10,8 +10,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::StoreError;
 use super::records::AuditEntry;
@@ -29,6 +29,9 @@ pub struct AuditFile {
     file: File,
     /// Byte length of the complete entries; an append that fails is cut back to it.
     len: u64,
+    /// Set when a failed append could not be cut back, so the file may end in a partial line:
+    /// further appends are refused rather than joined to it.
+    broken: bool,
     last: Option<AuditEntry>,
     unsynced: Arc<AtomicBool>,
 }
@@ -36,7 +39,8 @@ pub struct AuditFile {
 /// A second handle on the log for the flush thread, which syncs it when entries were added.
 #[derive(Debug)]
 pub struct AuditSync {
-    file: File,
+    /// Locked across a sync, so that a second caller waits for a sync in progress.
+    file: Mutex<File>,
     unsynced: Arc<AtomicBool>,
 }
 
@@ -44,7 +48,7 @@ impl AuditFile {
     /// Opens or creates the log in `dir` and reads its last entry.
     ///
     /// A crash can leave a partial last line. It is cut off with a warning, because its entry
-    /// was never acknowledged. A complete last line that is not an entry is an error.
+    /// was not completely written. A complete last line that is not an entry is an error.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(FILE_NAME);
         let file = OpenOptions::new()
@@ -75,6 +79,7 @@ impl AuditFile {
             path,
             file,
             len,
+            broken: false,
             last,
             unsynced: Arc::default(),
         })
@@ -83,10 +88,11 @@ impl AuditFile {
     /// Returns a handle with which another thread syncs the log.
     pub fn sync_handle(&self) -> Result<AuditSync, StoreError> {
         Ok(AuditSync {
-            file: self
-                .file
-                .try_clone()
-                .map_err(|error| io_error(&self.path, &error))?,
+            file: Mutex::new(
+                self.file
+                    .try_clone()
+                    .map_err(|error| io_error(&self.path, &error))?,
+            ),
             unsynced: self.unsynced.clone(),
         })
     }
@@ -110,11 +116,17 @@ impl AuditFile {
     }
 
     fn write_line(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
+        if self.broken {
+            return Err(StoreError::Database(format!(
+                "audit log {} may end in a partial entry after a failed write; restart the service",
+                self.path.display()
+            )));
+        }
         let mut line = encode(entry)?;
         line.push(b'\n');
         if let Err(error) = self.file.write_all(&line) {
             // Cut off whatever part of the line was written, so the next entry starts a line.
-            let _ = self.file.set_len(self.len);
+            self.broken = self.file.set_len(self.len).is_err();
             return Err(io_error(&self.path, &error));
         }
         self.len += line.len() as u64;
@@ -148,7 +160,7 @@ impl AuditFile {
     /// every line that starts before `low` contains an earlier entry.
     fn seek(&self, from: u64) -> Result<u64, StoreError> {
         let (mut low, mut high) = (0, self.len);
-        while high - low > SCAN_BYTES {
+        while low < high && high - low > SCAN_BYTES {
             let middle = low + (high - low) / 2;
             match read_line_after(&self.path, middle, high)? {
                 Some((_, next, entry)) if entry.seq < from => low = next,
@@ -174,7 +186,12 @@ impl AuditFile {
         let mut imported = 0_u64;
         for item in tree.range(next_seq.to_be_bytes()..) {
             let (key, value) = item.map_err(database)?;
-            self.append_sealed(decode(&key, &value)?)?;
+            let entry: AuditEntry = decode(&key, &value)?;
+            // Reject an entry that would join two different chains, as after a downgrade.
+            crate::audit::verify(self.last.as_ref(), [&entry]).map_err(|error| {
+                StoreError::Corrupt(format!("audit entry {}", entry.seq), error.to_string())
+            })?;
+            self.append_sealed(entry)?;
             imported += 1;
         }
         self.file
@@ -196,8 +213,12 @@ impl AuditFile {
 impl AuditSync {
     /// Syncs the log's data to disk if entries were appended since the last sync.
     pub fn sync(&self) -> std::io::Result<()> {
+        let file = self
+            .file
+            .lock()
+            .map_err(|_| std::io::Error::other("an audit log sync panicked"))?;
         if self.unsynced.swap(false, Ordering::AcqRel) {
-            if let Err(error) = self.file.sync_data() {
+            if let Err(error) = file.sync_data() {
                 self.unsynced.store(true, Ordering::Release);
                 return Err(error);
             }

@@ -198,12 +198,13 @@ fn flush_batches(db: &sled::Db, audit: &AuditSync, receiver: &mpsc::Receiver<Syn
     }
 }
 
-/// Flushes the database, then syncs the audit log if it has new entries.
+/// Syncs the audit log if it has new entries, then flushes the database, so the entries
+/// written before an acknowledged change are on disk when it is acknowledged.
 fn flush(db: &sled::Db, audit: &AuditSync) -> Result<(), StoreError> {
-    db.flush().map_err(database)?;
     audit
         .sync()
-        .map_err(|error| StoreError::Database(format!("cannot sync the audit log: {error}")))
+        .map_err(|error| StoreError::Database(format!("cannot sync the audit log: {error}")))?;
+    db.flush().map(drop).map_err(database)
 }
 
 pub(super) fn database(error: sled::Error) -> StoreError {

@@ -292,3 +292,52 @@ fn audit_entries_move_from_the_database_tree() {
             .any(|name| name == b"audit".as_slice())
     );
 }
+
+#[test]
+fn audit_list_finds_entries_after_long_lines() {
+    let (_dir, store) = open();
+    for (at, detail_len) in [(0, 70_000), (1, 130_000), (2, 10)] {
+        store
+            .append_audit(&mut |previous| {
+                let event = crate::audit::Event::refused(
+                    "peer",
+                    "session.refresh",
+                    "session:s1",
+                    "x".repeat(detail_len),
+                );
+                crate::audit::seal(previous, at, &event)
+            })
+            .unwrap();
+    }
+
+    assert_eq!(seqs(&store.list_audit(2, 5).unwrap()), [2]);
+    assert_eq!(seqs(&store.list_audit(1, 5).unwrap()), [1, 2]);
+}
+
+#[test]
+fn audit_import_rejects_a_second_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+        store
+            .append_audit(&mut |previous| sealed(previous, 0))
+            .unwrap();
+        store.close().unwrap();
+    }
+    {
+        // A tree whose entry 1 follows another entry 0 than the file's.
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let tree = db.open_tree("audit").unwrap();
+        let other_first = sealed(None, 99);
+        let second = sealed(Some(&other_first), 1);
+        tree.insert(1_u64.to_be_bytes(), serde_json::to_vec(&second).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+
+    let opened = SledStore::open_with_cache(dir.path(), 1 << 20);
+    assert!(
+        matches!(opened, Err(super::StoreError::Corrupt(..))),
+        "{opened:?}"
+    );
+}
