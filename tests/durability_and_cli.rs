@@ -160,6 +160,29 @@ async fn acknowledged_writes_survive_kill_9() {
     assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::Terminated);
 }
 
+/// `user add` may run before the service ever started; the directory it creates holds
+/// password hashes, so only its owner may read it.
+#[test]
+fn user_add_creates_a_private_data_directory() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("fresh");
+    let added = devbound(
+        &["user", "add", "erin", "--password-stdin"],
+        &dir,
+        Some(PASSWORD),
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "mode {mode:o}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_cli_lists_and_revokes_while_running() {
     let dir = tempfile::tempdir().unwrap();

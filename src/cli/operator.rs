@@ -109,9 +109,15 @@ fn read_password() -> Result<String, String> {
 /// it prints a note when it does, because a mistyped `--data-dir` would otherwise leave the user in a database the
 /// service never reads.
 fn open_or_create(data: &DataDir) -> Result<Backend, String> {
+    use std::os::unix::fs::DirBuilderExt;
+
     let dir = &data.data_dir;
     if !dir.join("db").exists() {
-        std::fs::create_dir_all(dir)
+        // Owner-only, as `serve` creates it: the database holds password hashes.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
         eprintln!(
             "devbound: created a new data directory {}; start the service with --data-dir {0}",
