@@ -14,6 +14,34 @@ fn open() -> (tempfile::TempDir, SledStore) {
     (dir, store)
 }
 
+/// Opens the store in `dir`, waiting while a store closed a moment ago still holds it: sled's
+/// background threads can keep the database file, and its lock, open briefly after the last
+/// handle is dropped.
+fn open_after_close(dir: &std::path::Path) -> Result<SledStore, super::StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open_with_cache(dir, 1 << 20) {
+            Err(super::StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// Opens the database directly, as an earlier version would, with the same wait.
+fn open_raw_after_close(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(dir.join("db")) {
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
+}
+
 fn device(id: &str, owner: &str, created_at: u64) -> DeviceRecord {
     let jwk = Jwk::from_value(&serde_json::json!({
         "kty": "EC",
@@ -184,7 +212,7 @@ fn audit_chain_continues_after_the_store_is_reopened() {
         store.close().unwrap();
         first
     };
-    let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+    let store = open_after_close(dir.path()).unwrap();
     let next = append(&store, 12);
 
     assert_eq!(next.seq, first.seq + 1);
@@ -246,7 +274,7 @@ fn audit_log_drops_a_partial_last_line() {
     std::io::Write::write_all(&mut file, br#"{"seq":3,"at":3,"act"#).unwrap();
     drop(file);
 
-    let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+    let store = open_after_close(dir.path()).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), complete);
     let next = store
         .append_audit(&mut |previous| sealed(previous, 4))
@@ -274,7 +302,7 @@ fn audit_entries_move_from_the_database_tree() {
         db.flush().unwrap();
     }
 
-    let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+    let store = open_after_close(dir.path()).unwrap();
     let next = store
         .append_audit(&mut |previous| sealed(previous, 3))
         .unwrap();
@@ -285,7 +313,7 @@ fn audit_entries_move_from_the_database_tree() {
     store.close().unwrap();
     drop(store);
 
-    let db = sled::open(dir.path().join("db")).unwrap();
+    let db = open_raw_after_close(dir.path());
     assert!(
         !db.tree_names()
             .iter()
@@ -326,7 +354,7 @@ fn audit_import_rejects_a_second_chain() {
     }
     {
         // A tree whose entry 1 follows another entry 0 than the file's.
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = open_raw_after_close(dir.path());
         let tree = db.open_tree("audit").unwrap();
         let other_first = sealed(None, 99);
         let second = sealed(Some(&other_first), 1);
@@ -335,7 +363,7 @@ fn audit_import_rejects_a_second_chain() {
         db.flush().unwrap();
     }
 
-    let opened = SledStore::open_with_cache(dir.path(), 1 << 20);
+    let opened = open_after_close(dir.path());
     assert!(
         matches!(opened, Err(super::StoreError::Corrupt(..))),
         "{opened:?}"
