@@ -214,6 +214,9 @@ pub enum AuditCommand {
 
 /// Runs a parsed command and returns the process exit code.
 pub async fn run(cli: Cli) -> std::process::ExitCode {
+    if !matches!(cli.command, Command::Serve(_)) {
+        serve::init_logging("warn");
+    }
     let result = match cli.command {
         Command::Serve(options) => serve::run(*options).await,
         Command::User(command) => operator::user(command).await,

@@ -120,7 +120,7 @@ fn open_or_create(data: &DataDir) -> Result<Backend, String> {
             .create(dir)
             .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
         eprintln!(
-            "devbound: created a new data directory {}; start the service with --data-dir {0}",
+            "devbound: created a new database in {}; start the service with --data-dir {0}",
             dir.display()
         );
     }

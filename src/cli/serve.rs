@@ -9,7 +9,7 @@ use crate::config::ServeOptions;
 use crate::http;
 
 pub async fn run(options: ServeOptions) -> Result<(), String> {
-    init_logging();
+    init_logging("info");
     let config = options
         .merge_file()
         .and_then(ServeOptions::resolve)
@@ -69,10 +69,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// Logs to standard error; `RUST_LOG` overrides the default `info` level, and
-/// `RUST_LOG=security=debug` shows every refresh.
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Logs to standard error; `RUST_LOG` overrides the default level, and
+/// `RUST_LOG=security=debug` shows every refresh. The service logs from `info`, other commands
+/// only warnings, such as a repair of the audit log when they open the database.
+pub(super) fn init_logging(default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -62,19 +62,38 @@ impl AuditFile {
             .map_err(|error| io_error(&path, &error))?
             .len();
 
-        let (last_start, len) = last_line(&file, size).map_err(|error| io_error(&path, &error))?;
-        if len < size {
-            tracing::warn!(
-                path = %path.display(),
-                bytes = size - len,
-                "the audit log ended in a partial entry from a crash; removing it"
-            );
-            file.set_len(len).map_err(|error| io_error(&path, &error))?;
-        }
-        let last = match last_start {
-            Some(start) => Some(read_entry_at(&path, start)?.1),
+        let (last_start, mut len) =
+            last_line(&file, size).map_err(|error| io_error(&path, &error))?;
+        let mut last = match last_start {
+            Some(start) => Some(read_last_entry(&path, start)?),
             None => None,
         };
+        if len < size {
+            let next_seq = last.as_ref().map_or(0, |entry| entry.seq + 1);
+            match read_tail_entry(&path, len, next_seq)? {
+                // Only the newline is missing: keep the entry and end its line.
+                Some(entry) => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        seq = entry.seq,
+                        "the audit log's last entry had no final newline; adding it"
+                    );
+                    (&file)
+                        .write_all(b"\n")
+                        .map_err(|error| io_error(&path, &error))?;
+                    len = size + 1;
+                    last = Some(entry);
+                }
+                None => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        bytes = size - len,
+                        "the audit log ended in a partial entry from a crash; removing it"
+                    );
+                    file.set_len(len).map_err(|error| io_error(&path, &error))?;
+                }
+            }
+        }
         Ok(Self {
             path,
             file,
@@ -263,6 +282,35 @@ fn newline_offsets_backwards(file: &File, size: u64, count: usize) -> std::io::R
     Ok(found)
 }
 
+/// Reads the log's last complete line, which must be an entry: the chain continues from it.
+fn read_last_entry(path: &Path, start: u64) -> Result<AuditEntry, StoreError> {
+    read_entry_at(path, start)
+        .map(|(_, entry)| entry)
+        .map_err(|error| {
+            StoreError::Database(format!(
+                "audit log {}: the last line, at byte {start}, is not an audit entry ({error}); \
+             move that line aside or restore the file from a backup, then run \
+             `devbound audit verify`",
+                path.display()
+            ))
+        })
+}
+
+/// Reads the bytes after the last newline as the entry numbered `next_seq`, if they are one.
+fn read_tail_entry(
+    path: &Path,
+    offset: u64,
+    next_seq: u64,
+) -> Result<Option<AuditEntry>, StoreError> {
+    let mut tail = Vec::new();
+    reader_at(path, offset)?
+        .read_to_end(&mut tail)
+        .map_err(|error| io_error(path, &error))?;
+    Ok(serde_json::from_slice::<AuditEntry>(&tail)
+        .ok()
+        .filter(|entry| entry.seq == next_seq))
+}
+
 /// Reads the entry on the line that starts at `offset`; returns the next line's offset too.
 fn read_entry_at(path: &Path, offset: u64) -> Result<(u64, AuditEntry), StoreError> {
     let mut reader = reader_at(path, offset)?;
@@ -275,7 +323,10 @@ fn read_entry_at(path: &Path, offset: u64) -> Result<(u64, AuditEntry), StoreErr
 
 fn decode_line(offset: u64, line: &[u8]) -> Result<AuditEntry, StoreError> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
-    decode(format!("audit line at byte {offset}").as_bytes(), line)
+    decode(
+        format!("{FILE_NAME} line at byte {offset}").as_bytes(),
+        line,
+    )
 }
 
 /// Reads the first complete line that starts after `offset` and before `limit`: its start, the

@@ -107,6 +107,7 @@ impl SledStore {
 
     /// Opens the database with a page cache of `cache_bytes`.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        warn_if_shared(dir);
         let db = sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(cache_bytes)
@@ -152,6 +153,24 @@ impl SledStore {
             flusher: start_flusher(db.clone(), audit_sync)?,
             db,
         })
+    }
+}
+
+/// Warns when users other than the owner may read the data directory, which holds password
+/// hashes and the audit log: `serve` creates it owner-only, but an operator may have made it.
+fn warn_if_shared(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+
+    let Ok(metadata) = std::fs::metadata(dir) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            data_dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "other users may read the data directory; run `chmod 700` on it"
+        );
     }
 }
 

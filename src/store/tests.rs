@@ -369,3 +369,57 @@ fn audit_import_rejects_a_second_chain() {
         "{opened:?}"
     );
 }
+
+#[test]
+fn audit_log_keeps_last_entry_without_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+        for at in 0..2 {
+            store
+                .append_audit(&mut |previous| sealed(previous, at))
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let path = dir.path().join("audit.jsonl");
+    let size = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(size - 1)
+        .unwrap();
+
+    let store = open_after_close(dir.path()).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+    let next = store
+        .append_audit(&mut |previous| sealed(previous, 2))
+        .unwrap();
+    assert_eq!(next.seq, 2);
+    let all = store.list_audit(0, 10).unwrap();
+    assert_eq!(crate::audit::verify(None, &all), Ok(all.last()));
+}
+
+#[test]
+fn audit_log_with_garbage_last_line_names_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+        store
+            .append_audit(&mut |previous| sealed(previous, 0))
+            .unwrap();
+        store.close().unwrap();
+    }
+    let path = dir.path().join("audit.jsonl");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"not an entry\n").unwrap();
+    drop(file);
+
+    let error = open_after_close(dir.path()).unwrap_err().to_string();
+    assert!(error.contains("audit.jsonl"), "{error}");
+    assert!(error.contains("move that line aside"), "{error}");
+}
