@@ -80,10 +80,12 @@ impl Event {
         }
     }
 
-    /// Checks whether the actor is an unidentified peer (`peer`, `device` or `user:-`), whom
-    /// the audit log's refusal cap applies to.
+    /// Checks whether the actor is an unidentified peer (`peer`, `device` or `user:-`) and the
+    /// target names no user, so the audit log's refusal cap applies. A wrong password for an
+    /// existing account targets that user and is always recorded.
     pub fn is_anonymous(&self) -> bool {
-        matches!(self.actor.as_str(), "peer" | "device" | "user:-")
+        let names_user = self.target.starts_with("user:") && self.target != "user:-";
+        matches!(self.actor.as_str(), "peer" | "device" | "user:-") && !names_user
     }
 }
 
@@ -173,6 +175,19 @@ fn entry_hash(entry: &AuditEntry) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anonymous_refusal_naming_a_user_is_kept() {
+        let unknown = Event::refused("peer", "session.sign_in", "password", "bad_credentials");
+        let known = Event::refused("peer", "session.sign_in", "user:u1", "bad_credentials");
+        let unnamed = Event::refused("user:-", "session.sign_in", "user:-", "bad_credentials");
+        let operator = Event::refused("operator", "session.revoke", "session:s1", "unknown");
+
+        assert!(unknown.is_anonymous());
+        assert!(!known.is_anonymous());
+        assert!(unnamed.is_anonymous());
+        assert!(!operator.is_anonymous());
+    }
 
     fn chain(events: usize) -> Vec<AuditEntry> {
         let mut entries: Vec<AuditEntry> = Vec::new();

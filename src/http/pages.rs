@@ -144,12 +144,15 @@ async fn check_password(
 
     match (verified, user) {
         (Ok(Ok(())), Some(user)) => Ok(user),
-        (Ok(Err(error)), _) => {
+        (Ok(Err(error)), user) => {
             tracing::info!(target: "security", reason = %error, "password sign-in rejected");
+            // A wrong password for an existing account names it, so the entry is always kept.
+            let target =
+                user.map_or_else(|| "password".to_owned(), |user| format!("user:{}", user.id));
             state.audit(&Event::refused(
                 "peer",
                 "session.sign_in",
-                "password",
+                target,
                 "bad_credentials",
             ));
             state.metrics.refuse("login", "bad_credentials");
