@@ -218,8 +218,8 @@ async fn token_endpoint_rejects_malformed_and_replayed_proofs() {
     assert_proof_refused(&world, &agent, twin, "high-S twin of a used proof").await;
 }
 
-/// Spent proofs are kept in memory, so a restart forgets them: a proof whose `iat` is before the
-/// server started may have been spent before the restart and is rejected, though in its window.
+/// Spent proofs are kept in memory and a restart clears them. So a proof whose `iat` is before
+/// the server started may have been spent already, and is rejected though in its window.
 #[tokio::test]
 async fn token_endpoint_rejects_proof_before_start() {
     let (world, agent) = world_with_agent().await;

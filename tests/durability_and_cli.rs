@@ -160,7 +160,7 @@ async fn acknowledged_writes_survive_kill_9() {
     assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::Terminated);
 }
 
-/// `user add` may run before the service ever started; the directory it creates holds
+/// `user add` may run before the service ever started. The directory it creates contains
 /// password hashes, so only its owner may read it.
 #[test]
 fn user_add_creates_a_private_data_directory() {

@@ -113,7 +113,7 @@ fn open_or_create(data: &DataDir) -> Result<Backend, String> {
 
     let dir = &data.data_dir;
     if !dir.join("db").exists() {
-        // Owner-only, as `serve` creates it: the database holds password hashes.
+        // Owner-only, as `serve` creates it, because the database contains password hashes.
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

@@ -1,10 +1,9 @@
 //! The embedded default store: sled trees in the data directory.
 //!
-//! Records are JSON in named trees; the audit log is a file beside the database
-//! ([`super::audit_file`]). Durability comes from one dedicated thread that flushes the
-//! database and syncs the audit log for every batch of waiting writers (group commit): sled
-//! 0.34.7's `flush_async` can hang under concurrent callers, and one synchronous flush serves
-//! every writer that queued before it started.
+//! Records are JSON in named trees, and the audit log is a file beside the database
+//! ([`super::audit_file`]). One dedicated thread syncs the audit log and flushes the database
+//! once for every batch of waiting writers (group commit). sled 0.34.7's `flush_async` can hang
+//! under concurrent callers, and one synchronous flush serves every writer queued before it.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
@@ -51,8 +50,8 @@ pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 /// under load a write waits up to this much longer, and one flush serves more writers. A lone
 /// writer is flushed at once.
 const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(2000);
-/// How often the flush thread syncs new audit entries when no writer asks for a flush, the
-/// same interval at which sled flushes its own buffers.
+/// How often the flush thread syncs new audit entries when no writer requests a flush. sled
+/// flushes its own buffers at the same interval by default.
 const AUDIT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// sled-backed [`Store`].
@@ -156,8 +155,8 @@ impl SledStore {
     }
 }
 
-/// Warns when users other than the owner may read the data directory, which holds password
-/// hashes and the audit log: `serve` creates it owner-only, but an operator may have made it.
+/// Warns when users other than the owner may read the data directory, which contains password
+/// hashes and the audit log. `serve` creates it owner-only, but an operator may have made it.
 fn warn_if_shared(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
 

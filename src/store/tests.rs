@@ -231,6 +231,20 @@ fn seqs(entries: &[super::AuditEntry]) -> Vec<u64> {
     entries.iter().map(|entry| entry.seq).collect()
 }
 
+/// Creates a data directory whose audit log contains entries `0..count`, with the store closed.
+fn closed_log(count: u64) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
+    for at in 0..count {
+        store
+            .append_audit(&mut |previous| sealed(previous, at))
+            .unwrap();
+    }
+    store.close().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    (dir, path)
+}
+
 #[test]
 fn audit_list_finds_entries_in_a_long_log() {
     let (_dir, store) = open();
@@ -255,17 +269,7 @@ fn audit_list_finds_entries_in_a_long_log() {
 
 #[test]
 fn audit_log_drops_a_partial_last_line() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
-        for at in 0..3 {
-            store
-                .append_audit(&mut |previous| sealed(previous, at))
-                .unwrap();
-        }
-        store.close().unwrap();
-    }
-    let path = dir.path().join("audit.jsonl");
+    let (dir, path) = closed_log(3);
     let complete = std::fs::metadata(&path).unwrap().len();
     let mut file = std::fs::OpenOptions::new()
         .append(true)
@@ -344,14 +348,7 @@ fn audit_list_finds_entries_after_long_lines() {
 
 #[test]
 fn audit_import_rejects_a_second_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
-        store
-            .append_audit(&mut |previous| sealed(previous, 0))
-            .unwrap();
-        store.close().unwrap();
-    }
+    let (dir, _) = closed_log(1);
     {
         // A tree whose entry 1 follows another entry 0 than the file's.
         let db = open_raw_after_close(dir.path());
@@ -372,17 +369,7 @@ fn audit_import_rejects_a_second_chain() {
 
 #[test]
 fn audit_log_keeps_last_entry_without_newline() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
-        for at in 0..2 {
-            store
-                .append_audit(&mut |previous| sealed(previous, at))
-                .unwrap();
-        }
-        store.close().unwrap();
-    }
-    let path = dir.path().join("audit.jsonl");
+    let (dir, path) = closed_log(2);
     let size = std::fs::metadata(&path).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -402,16 +389,8 @@ fn audit_log_keeps_last_entry_without_newline() {
 }
 
 #[test]
-fn audit_log_with_garbage_last_line_names_the_fix() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = SledStore::open_with_cache(dir.path(), 1 << 20).unwrap();
-        store
-            .append_audit(&mut |previous| sealed(previous, 0))
-            .unwrap();
-        store.close().unwrap();
-    }
-    let path = dir.path().join("audit.jsonl");
+fn audit_open_rejects_garbage_last_line() {
+    let (dir, path) = closed_log(1);
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
