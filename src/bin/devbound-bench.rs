@@ -46,11 +46,13 @@ struct Options {
     /// Stored session counts to measure, comma-separated
     #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
     sessions: Vec<usize>,
-    /// Refreshes measured per session count (after a warm-up of a tenth as many)
+    /// Refreshes measured per session count, after the warm-up
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
-    /// Refreshes before measuring starts [default: a tenth of --requests]. A value at least
-    /// the session count reads every session once, so that the figures are for a warm cache
+    /// Refreshes before measuring starts, in session order [default: the session count or a
+    /// tenth of --requests, whichever is more]. The default reads every session once, so that
+    /// the figures are for a warm cache, as in a server that has been running; 0 measures
+    /// a server that has just started
     #[arg(long)]
     warm_up: Option<usize>,
     /// Concurrent keep-alive connections
@@ -102,14 +104,20 @@ async fn main() -> Result<(), String> {
     }
     println!();
     println!(
-        "| stored sessions | refreshes/s | p50 latency | p99 latency | server CPU per refresh |"
+        "| stored sessions | refreshes/s | p50 latency | p99 latency | server CPU per refresh \
+         | against the target | server memory |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &count in &options.sessions {
         let figures = run(&options, &server_binary, &key, count).await?;
         println!(
-            "| {count} | {:.0} | {:.2} ms | {:.2} ms | {:.1} µs |",
-            figures.rate, figures.p50_ms, figures.p99_ms, figures.cpu_us
+            "| {count} | {:.0} | {:.2} ms | {:.2} ms | {:.1} µs | {:.2} × | {} MiB |",
+            figures.rate,
+            figures.p50_ms,
+            figures.p99_ms,
+            figures.cpu_us,
+            figures.cpu_us / (2.0 * verify_us),
+            figures.resident_mib
         );
     }
     Ok(())
@@ -120,6 +128,8 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     cpu_us: f64,
+    /// The server's resident memory at the end of the run.
+    resident_mib: u64,
 }
 
 async fn run(
@@ -128,7 +138,7 @@ async fn run(
     key: &Arc<EcdsaKeyPair>,
     count: usize,
 ) -> Result<Figures, String> {
-    let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+    let dir = data_dir()?;
     let seeded = Instant::now();
     let sessions = seed(dir.path(), key, count)?;
     eprintln!(
@@ -150,7 +160,9 @@ async fn run(
     for (index, session) in sessions.into_iter().enumerate() {
         slices[index % options.concurrency].push(session);
     }
-    let warm_up = options.warm_up.unwrap_or(options.requests / 10);
+    let warm_up = options
+        .warm_up
+        .unwrap_or_else(|| count.max(options.requests / 10));
     let (_, slices) = drive(&origin, &cert, key, slices, warm_up, Order::Sequential).await?;
 
     let cpu_before = cpu_ticks(server.id())?;
@@ -159,6 +171,7 @@ async fn run(
         drive(&origin, &cert, key, slices, options.requests, Order::Random).await?;
     let elapsed = started.elapsed();
     let cpu_after = cpu_ticks(server.id())?;
+    let resident_mib = resident_kib(server.id())? / 1024;
     let _ = server.kill();
     let _ = server.wait();
 
@@ -169,10 +182,22 @@ async fn run(
         p50_ms,
         p99_ms,
         cpu_us: (cpu_after - cpu_before) as f64 / ticks_per_second * 1e6 / options.requests as f64,
+        resident_mib,
     })
 }
 
 /// Writes `count` bound sessions of one user, all bound to `key`, each with a known challenge.
+/// Creates a temporary data directory that only this user may read, as `devbound serve`
+/// expects of its data directory.
+fn data_dir() -> Result<tempfile::TempDir, String> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+        .map_err(|error| error.to_string())?;
+    Ok(dir)
+}
+
 fn seed(dir: &Path, key: &EcdsaKeyPair, count: usize) -> Result<Vec<ClientSession>, String> {
     let store = SledStore::open(dir).map_err(|error| error.to_string())?;
     let now = devbound::clock::Clock::now(&devbound::clock::SystemClock);
@@ -424,6 +449,17 @@ fn cpu_ticks(pid: u32) -> Result<u64, String> {
         (Some(user), Some(system)) => Ok(user + system),
         _ => Err("unreadable /proc stat".into()),
     }
+}
+
+/// Resident memory of a process (`VmRSS`), in KiB.
+fn resident_kib(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|error| error.to_string())?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "unreadable /proc status".into())
 }
 
 /// Prints the single-core cost of one P-256 verification with aws-lc-rs and with `p256`, and

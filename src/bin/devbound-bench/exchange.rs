@@ -41,7 +41,7 @@ pub async fn run(
     );
     println!("|---:|---:|---:|---:|---:|");
 
-    let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+    let dir = super::data_dir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map_err(|error| error.to_string())?
