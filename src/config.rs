@@ -74,7 +74,8 @@ pub struct ServeOptions {
     #[arg(long, env = "DEVBOUND_ALGORITHMS", value_delimiter = ',')]
     pub algorithms: Option<Vec<String>>,
 
-    /// Size of the database's page cache in MiB [default: 1024]
+    /// Upper bound of the database's page cache in MiB [default: a quarter of the memory
+    /// available to the service, at least 1024]
     #[arg(long, env = "DEVBOUND_CACHE_MB")]
     pub cache_mb: Option<u64>,
 
@@ -289,11 +290,10 @@ impl ServeOptions {
             tls: self.tls_cert.zip(self.tls_key),
             policy,
             public_url_set: self.public_url.is_some(),
-            cache_bytes: self
-                .cache_mb
-                .map_or(crate::store::DEFAULT_CACHE_BYTES, |mb| {
-                    mb.saturating_mul(1024 * 1024)
-                }),
+            cache_bytes: self.cache_mb.map_or_else(
+                || default_cache_bytes(available_memory()),
+                |mb| mb.saturating_mul(1024 * 1024),
+            ),
             passkeys,
         })
     }
@@ -346,6 +346,42 @@ impl ServeOptions {
             ceremony_ttl,
             password_sign_in: self.password_sign_in.unwrap_or(true),
         })
+    }
+}
+
+/// The page cache bound when none is configured: a quarter of `available` bytes, and at least
+/// sled's own default of 1 GiB.
+///
+/// sled counts each cached node at its size in the log rounded up to a power of two, so it
+/// holds far fewer bytes of nodes than its bound says. At 1,000,000 sessions the server needs
+/// about 1.1 GiB resident; with a bound of 1 GiB it evicts nodes and reads them back from disk
+/// on refresh, and a refresh costs about 12% more than at 100,000 sessions (`BENCHMARKS.md`).
+/// The bound is a ceiling, not an allocation.
+pub fn default_cache_bytes(available: Option<u64>) -> u64 {
+    available.map_or(crate::store::DEFAULT_CACHE_BYTES, |bytes| {
+        (bytes / 4).max(crate::store::DEFAULT_CACHE_BYTES)
+    })
+}
+
+/// The memory this process may use: the machine's (`MemTotal`), or its cgroup's limit
+/// (`memory.max`, cgroup v2) if that is lower. `None` where neither can be read.
+fn available_memory() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|meminfo| {
+            let kib = meminfo
+                .lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))?;
+            kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+        })
+        .map(|kib| kib.saturating_mul(1024));
+    // "max" means no limit, and parses as nothing.
+    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    match (total, limit) {
+        (Some(total), Some(limit)) => Some(total.min(limit)),
+        (total, limit) => total.or(limit),
     }
 }
 
@@ -438,6 +474,20 @@ mod tests {
             config.policy.algorithms,
             vec![Algorithm::Es256, Algorithm::Rs256]
         );
+    }
+
+    #[test]
+    fn cache_bound_is_a_quarter_of_memory_and_at_least_sleds_default() {
+        const GIB: u64 = 1024 * 1024 * 1024;
+        assert_eq!(default_cache_bytes(Some(24 * GIB)), 6 * GIB);
+        assert_eq!(default_cache_bytes(Some(2 * GIB)), GIB);
+        assert_eq!(default_cache_bytes(None), GIB);
+
+        let configured = ServeOptions {
+            cache_mb: Some(256),
+            ..ServeOptions::default()
+        };
+        assert_eq!(configured.resolve().unwrap().cache_bytes, 256 * 1024 * 1024);
     }
 
     #[test]

@@ -79,6 +79,11 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
     let store = SledStore::open_with_cache(&config.data_dir, config.cache_bytes)?;
+    tracing::info!(
+        dir = %config.data_dir.display(),
+        cache_mb = config.cache_bytes / (1024 * 1024),
+        "opened the database"
+    );
     let admin_token = load_or_create_admin_token(&config.data_dir)?;
     // The certificate exists before the port accepts connections.
     let tls = tls::load_or_create(
