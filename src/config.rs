@@ -353,7 +353,7 @@ impl ServeOptions {
 /// sled's own default of 1 GiB.
 ///
 /// sled counts each cached node at its size in the log rounded up to a power of two, so it
-/// holds far fewer bytes of nodes than its bound says. At 1,000,000 sessions the server needs
+/// keeps far fewer bytes of nodes than its bound says. At 1,000,000 sessions the server needs
 /// about 1.1 GiB resident; with a bound of 1 GiB it evicts nodes and reads them back from disk
 /// on refresh, and a refresh costs about 12% more than at 100,000 sessions (`BENCHMARKS.md`).
 /// The bound is a ceiling, not an allocation.
@@ -363,7 +363,7 @@ pub fn default_cache_bytes(available: Option<u64>) -> u64 {
     })
 }
 
-/// The memory this process may use: the machine's (`MemTotal`), or its cgroup's limit
+/// Returns the memory this process may use: the machine's (`MemTotal`), or its cgroup's limit
 /// (`memory.max`, cgroup v2) if that is lower. `None` where neither can be read.
 fn available_memory() -> Option<u64> {
     let total = std::fs::read_to_string("/proc/meminfo")

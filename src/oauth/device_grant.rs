@@ -24,7 +24,6 @@ const SLOW_DOWN_STEP: u64 = 5;
 const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 const USER_CODE_LEN: usize = 8;
 const DEVICE_CODE_BYTES: usize = 32;
-const JTI_BYTES: usize = 16;
 /// How often a new user code is drawn when the first one is taken.
 const USER_CODE_ATTEMPTS: usize = 4;
 
@@ -237,7 +236,7 @@ fn issue_grant_token(
         ],
         exp: now + GRANT_TOKEN_TTL,
         iat: now,
-        jti: Secret::generate(rng, JTI_BYTES).expose().to_owned(),
+        jti: access_token::new_jti(now, rng),
         client_id: facts.agent.id.clone(),
         scope: scope.join(" "),
         act: None,

@@ -10,13 +10,9 @@ use super::gate::{self, ActorFacts};
 use super::{ACCESS_TOKEN_TTL, KeyRing, OAuthError, Settings, access_token, dpop::DpopProof};
 use super::{TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT};
 use crate::clock::UnixTime;
-use crate::crypto::Secret;
 use crate::store::{
     AccessTokenClaims, Actor, Confirmation, MayAct, Store, TokenLineage, TokenRecord,
 };
-
-/// Random bytes in a token's `jti`.
-const JTI_BYTES: usize = 16;
 
 /// A token exchange request (RFC 8693 §2.1), parameters already split from the form.
 #[derive(Debug, Default)]
@@ -107,7 +103,7 @@ pub fn exchange(
         aud: audience,
         exp: (now + ACCESS_TOKEN_TTL).min(subject.claims.exp),
         iat: now,
-        jti: Secret::generate(rng, JTI_BYTES).expose().to_owned(),
+        jti: access_token::new_jti(now, rng),
         client_id: actor_id.clone(),
         scope: scope.join(" "),
         act: Some(next_actor(&subject.claims, &actor_id)),
