@@ -14,8 +14,7 @@
 //! allows 60 seconds), and one made in the second of the restart and spent just before it.
 //! Either can be spent once more after a restart. Server nonces (RFC 9449 §8) would close this.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use super::dpop::{DpopProof, IAT_WINDOW};
@@ -41,8 +40,9 @@ pub struct ReplayCache {
 #[derive(Debug, Default)]
 struct Spent {
     keys: HashSet<ReplayKey>,
-    /// The same keys, soonest expiry first, so that expired ones leave in order.
-    by_expiry: BinaryHeap<Reverse<(UnixTime, ReplayKey)>>,
+    /// The same keys by the second they expire in. A verified proof's `iat` is within
+    /// `IAT_WINDOW` of the clock, so there are at most `2 × IAT_WINDOW + 1` buckets.
+    by_expiry: BTreeMap<UnixTime, Vec<ReplayKey>>,
 }
 
 /// SHA-256 of the proof key's thumbprint, a dot and the `jti`. A thumbprint is base64url, so
@@ -75,7 +75,7 @@ impl ReplayCache {
         }
         // From this time on, `iat` is outside the window and verification rejects the proof.
         let expires_at = proof.iat + IAT_WINDOW + 1;
-        spent.by_expiry.push(Reverse((expires_at, key)));
+        spent.by_expiry.entry(expires_at).or_default().push(key);
         Ok(())
     }
 
@@ -91,12 +91,13 @@ impl ReplayCache {
 
 impl Spent {
     fn expire(&mut self, now: UnixTime) {
-        while let Some(Reverse((expires_at, key))) = self.by_expiry.peek().copied() {
-            if expires_at > now {
+        while let Some(entry) = self.by_expiry.first_entry() {
+            if *entry.key() > now {
                 break;
             }
-            self.by_expiry.pop();
-            self.keys.remove(&key);
+            for key in entry.remove() {
+                self.keys.remove(&key);
+            }
         }
     }
 }
