@@ -105,19 +105,20 @@ async fn main() -> Result<(), String> {
     println!();
     println!(
         "| stored sessions | refreshes/s | p50 latency | p99 latency | server CPU per refresh \
-         | against the target | server memory |"
+         | against the target | server memory | disk writes per refresh |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &count in &options.sessions {
         let figures = run(&options, &server_binary, &key, count).await?;
         println!(
-            "| {count} | {:.0} | {:.2} ms | {:.2} ms | {:.1} µs | {:.2} × | {} MiB |",
+            "| {count} | {:.0} | {:.2} ms | {:.2} ms | {:.1} µs | {:.2} × | {} MiB | {:.1} KiB |",
             figures.rate,
             figures.p50_ms,
             figures.p99_ms,
             figures.cpu_us,
             figures.cpu_us / (2.0 * verify_us),
-            figures.resident_mib
+            figures.resident_mib,
+            figures.disk_kib
         );
     }
     Ok(())
@@ -130,6 +131,8 @@ struct Figures {
     cpu_us: f64,
     /// The server's resident memory at the end of the run.
     resident_mib: u64,
+    /// Bytes the server caused to be written to disk, per refresh.
+    disk_kib: f64,
 }
 
 async fn run(
@@ -166,12 +169,14 @@ async fn run(
     let (_, slices) = drive(&origin, &cert, key, slices, warm_up, Order::Sequential).await?;
 
     let cpu_before = cpu_ticks(server.id())?;
+    let disk_before = disk_write_bytes(server.id())?;
     let started = Instant::now();
     let (mut latencies, _) =
         drive(&origin, &cert, key, slices, options.requests, Order::Random).await?;
     let elapsed = started.elapsed();
     let cpu_after = cpu_ticks(server.id())?;
     let resident_mib = resident_kib(server.id())? / 1024;
+    let disk_bytes = disk_write_bytes(server.id())? - disk_before;
     let _ = server.kill();
     let _ = server.wait();
 
@@ -183,6 +188,7 @@ async fn run(
         p99_ms,
         cpu_us: (cpu_after - cpu_before) as f64 / ticks_per_second * 1e6 / options.requests as f64,
         resident_mib,
+        disk_kib: disk_bytes as f64 / 1024.0 / options.requests as f64,
     })
 }
 
@@ -449,6 +455,16 @@ fn cpu_ticks(pid: u32) -> Result<u64, String> {
         (Some(user), Some(system)) => Ok(user + system),
         _ => Err("unreadable /proc stat".into()),
     }
+}
+
+/// Bytes a process caused to be written to storage (`write_bytes` in `/proc/PID/io`).
+fn disk_write_bytes(pid: u32) -> Result<u64, String> {
+    let io =
+        std::fs::read_to_string(format!("/proc/{pid}/io")).map_err(|error| error.to_string())?;
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| "unreadable /proc io".into())
 }
 
 /// Resident memory of a process (`VmRSS`), in KiB.
