@@ -353,9 +353,9 @@ impl ServeOptions {
 /// sled's own default of 1 GiB.
 ///
 /// sled counts each cached node at its size in the log rounded up to a power of two, so it
-/// keeps far fewer bytes of nodes than its bound says. At 1,000,000 sessions the server needs
+/// keeps far fewer bytes of nodes than its bound. At 1,000,000 sessions the server needs
 /// about 1.1 GiB resident; with a bound of 1 GiB it evicts nodes and reads them back from disk
-/// on refresh, and a refresh costs about 12% more than at 100,000 sessions (`BENCHMARKS.md`).
+/// on refresh, and a refresh costs 12 to 17% more than at 100,000 sessions (`BENCHMARKS.md`).
 /// The bound is a ceiling, not an allocation.
 pub fn default_cache_bytes(available: Option<u64>) -> u64 {
     available.map_or(crate::store::DEFAULT_CACHE_BYTES, |bytes| {
@@ -477,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn cache_bound_is_a_quarter_of_memory_and_at_least_sleds_default() {
+    fn default_cache_is_quarter_of_memory() {
         const GIB: u64 = 1024 * 1024 * 1024;
         assert_eq!(default_cache_bytes(Some(24 * GIB)), 6 * GIB);
         assert_eq!(default_cache_bytes(Some(2 * GIB)), GIB);

@@ -126,7 +126,7 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<RunningS
         .set_nonblocking(true)
         .map_err(|error| ServeError::Bind(addr, error))?;
     // Without TCP_NODELAY, a response written in two parts waits for the client's delayed ACK
-    // of the first, up to 40 ms on Linux.
+    // of the first, 40 ms or more on Linux.
     let server = axum_server::from_tcp_rustls(listener, rustls_config)
         .map(|acceptor| acceptor.acceptor(NoDelayAcceptor))
         .handle(handle.clone())
