@@ -92,8 +92,9 @@ pub fn verify(proof: &str, expected: Expected<'_>, now: UnixTime) -> Result<Dpop
         return Err(DpopError::WrongMethod(claims.htm));
     }
     // §4.3 step 9: `htu` matches the URL, ignoring query and fragment, after normalisation.
-    // Clients mostly send the URL exactly as expected, which needs no parsing.
-    let same_url = claims.htu == expected.url
+    // Clients mostly send the URL exactly as expected, which needs no parsing. An expected
+    // URL that is not `https` matches nothing, as it does after normalisation.
+    let same_url = (claims.htu == expected.url && expected.url.starts_with("https://"))
         || normalize_htu(&claims.htu)
             .zip(normalize_htu(expected.url))
             .is_some_and(|(claimed, wanted)| claimed == wanted);
@@ -187,6 +188,43 @@ mod tests {
         ] {
             assert_eq!(normalize_htu(form), expected, "{form}");
         }
+    }
+
+    fn signed_proof(htu: &str, iat: UnixTime) -> String {
+        use crate::client::{SessionKey, sign_jws};
+
+        let key = SessionKey::generate(Algorithm::Es256).unwrap();
+        let header = serde_json::json!({
+            "typ": PROOF_TYPE,
+            "alg": "ES256",
+            "jwk": key.public_jwk(),
+        });
+        let claims = serde_json::json!({
+            "jti": "an-unpredictable-jti-value",
+            "htm": "POST",
+            "htu": htu,
+            "iat": iat,
+        });
+        sign_jws(&key, &header, &claims).unwrap()
+    }
+
+    #[test]
+    fn exact_htu_matches_only_https() {
+        let expected = |url| Expected {
+            method: "POST",
+            url,
+            access_token: None,
+        };
+
+        let proof = signed_proof(TOKEN_URL, 1_000);
+        assert!(verify(&proof, expected(TOKEN_URL), 1_000).is_ok());
+
+        let plain = "http://api.example.com/oauth/token";
+        let proof = signed_proof(plain, 1_000);
+        assert!(matches!(
+            verify(&proof, expected(plain), 1_000),
+            Err(DpopError::WrongUrl(_))
+        ));
     }
 
     #[test]
