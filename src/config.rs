@@ -3,7 +3,7 @@
 //! Precedence: a flag or its environment variable, then the file, then the default.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -363,8 +363,9 @@ pub fn default_cache_bytes(available: Option<u64>) -> u64 {
     })
 }
 
-/// Returns the memory this process may use: the machine's (`MemTotal`), or its cgroup's limit
-/// (`memory.max`, cgroup v2) if that is lower. `None` where neither can be read.
+/// Returns the memory this process may use: the machine's (`MemTotal`), or the lowest limit
+/// on its memory cgroup and that cgroup's parents if that is lower. `None` where neither can be
+/// read.
 fn available_memory() -> Option<u64> {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -375,14 +376,53 @@ fn available_memory() -> Option<u64> {
             kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
         })
         .map(|kib| kib.saturating_mul(1024));
-    // "max" means no limit, and parses as nothing.
-    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+    let limit = std::fs::read_to_string("/proc/self/cgroup")
         .ok()
-        .and_then(|value| value.trim().parse::<u64>().ok());
+        .and_then(|cgroups| {
+            cgroup_memory_limit(&cgroups, |path| std::fs::read_to_string(path).ok())
+        });
     match (total, limit) {
         (Some(total), Some(limit)) => Some(total.min(limit)),
         (total, limit) => total.or(limit),
     }
+}
+
+/// Returns the lowest memory limit on the cgroups named in `cgroups` (the contents of
+/// `/proc/self/cgroup`) and their parents, reading each limit file with `read`.
+///
+/// A cgroup v2 line (`0::PATH`) is limited by `memory.max` under `/sys/fs/cgroup`, and a v1
+/// memory controller line (`N:memory:PATH`) by `memory.limit_in_bytes` under
+/// `/sys/fs/cgroup/memory`. A value that is not a number, such as v2's `max`, is no limit.
+fn cgroup_memory_limit(cgroups: &str, read: impl Fn(&Path) -> Option<String>) -> Option<u64> {
+    let mut lowest: Option<u64> = None;
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (root, file) = if controllers.is_empty() {
+            (Path::new("/sys/fs/cgroup"), "memory.max")
+        } else if controllers.split(',').any(|name| name == "memory") {
+            (Path::new("/sys/fs/cgroup/memory"), "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+
+        let mut dir = root.join(path.trim_start_matches('/'));
+        loop {
+            let limit = read(&dir.join(file)).and_then(|value| value.trim().parse::<u64>().ok());
+            lowest = match (lowest, limit) {
+                (Some(lowest), Some(limit)) => Some(lowest.min(limit)),
+                (lowest, limit) => lowest.or(limit),
+            };
+            if dir == root || !dir.pop() {
+                break;
+            }
+        }
+    }
+    lowest
 }
 
 fn duration(
@@ -488,6 +528,33 @@ mod tests {
             ..ServeOptions::default()
         };
         assert_eq!(configured.resolve().unwrap().cache_bytes, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn cgroup_limit_is_lowest_on_path() {
+        let files = std::collections::HashMap::from([
+            ("/sys/fs/cgroup/system.slice/memory.max", "8589934592\n"),
+            (
+                "/sys/fs/cgroup/system.slice/devbound.service/memory.max",
+                "max\n",
+            ),
+            (
+                "/sys/fs/cgroup/memory/jobs/memory.limit_in_bytes",
+                "4294967296\n",
+            ),
+        ]);
+        let read = |path: &Path| {
+            files
+                .get(path.to_str().unwrap_or_default())
+                .map(|value| (*value).to_owned())
+        };
+
+        let v2 = "0::/system.slice/devbound.service\n";
+        assert_eq!(cgroup_memory_limit(v2, read), Some(8_589_934_592));
+        let v1 = "5:cpu,cpuacct:/jobs\n4:memory:/jobs/one\n";
+        assert_eq!(cgroup_memory_limit(v1, read), Some(4_294_967_296));
+        assert_eq!(cgroup_memory_limit("0::/\n", read), None);
+        assert_eq!(cgroup_memory_limit("garbage", read), None);
     }
 
     #[test]
