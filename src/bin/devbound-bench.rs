@@ -176,25 +176,28 @@ async fn run(
     let elapsed = started.elapsed();
     let cpu_after = cpu_ticks(server.id())?;
     let resident_mib = resident_kib(server.id())? / 1024;
-    let disk_bytes = disk_write_bytes(server.id())? - disk_before;
+    let disk_bytes = disk_write_bytes(server.id())?.saturating_sub(disk_before);
     let _ = server.kill();
     let _ = server.wait();
 
+    if latencies.is_empty() {
+        return Err("no refresh was measured: --sessions and --requests must be above 0".into());
+    }
+    let measured = latencies.len() as f64;
     let (p50_ms, p99_ms) = percentiles_ms(&mut latencies);
     let ticks_per_second = 100.0;
     Ok(Figures {
-        rate: options.requests as f64 / elapsed.as_secs_f64(),
+        rate: measured / elapsed.as_secs_f64(),
         p50_ms,
         p99_ms,
-        cpu_us: (cpu_after - cpu_before) as f64 / ticks_per_second * 1e6 / options.requests as f64,
+        cpu_us: (cpu_after - cpu_before) as f64 / ticks_per_second * 1e6 / measured,
         resident_mib,
-        disk_kib: disk_bytes as f64 / 1024.0 / options.requests as f64,
+        disk_kib: disk_bytes as f64 / 1024.0 / measured,
     })
 }
 
-/// Writes `count` bound sessions of one user, all bound to `key`, each with a known challenge.
-/// Creates a temporary data directory that only this user may read, as `devbound serve`
-/// expects of its data directory.
+/// Creates a temporary data directory that only this user may read. tempfile leaves it to the
+/// umask, and `devbound serve` warns about a directory that others may read.
 fn data_dir() -> Result<tempfile::TempDir, String> {
     use std::os::unix::fs::PermissionsExt;
 
@@ -204,6 +207,7 @@ fn data_dir() -> Result<tempfile::TempDir, String> {
     Ok(dir)
 }
 
+/// Writes `count` bound sessions of one user, all bound to `key`, each with a known challenge.
 fn seed(dir: &Path, key: &EcdsaKeyPair, count: usize) -> Result<Vec<ClientSession>, String> {
     let store = SledStore::open(dir).map_err(|error| error.to_string())?;
     let now = devbound::clock::Clock::now(&devbound::clock::SystemClock);
@@ -335,7 +339,12 @@ async fn drive(
     total: usize,
     order: Order,
 ) -> Result<(Vec<Duration>, Vec<Vec<ClientSession>>), String> {
-    let per_task = total / slices.len();
+    // Rounded up, so that a warm-up of the session count reads every session.
+    let slices: Vec<_> = slices
+        .into_iter()
+        .filter(|slice| !slice.is_empty())
+        .collect();
+    let per_task = total.div_ceil(slices.len().max(1));
     let mut tasks = Vec::new();
     for slice in slices {
         let http = devbound::client::https_client(cert).map_err(|error| error.to_string())?;
