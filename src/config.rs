@@ -354,8 +354,8 @@ impl ServeOptions {
 ///
 /// sled counts each cached node at its size in the log rounded up to a power of two, so it
 /// keeps far fewer bytes of nodes than its bound. At 1,000,000 sessions the server needs
-/// about 1.1 GiB resident; with a bound of 1 GiB it evicts nodes and reads them back from disk
-/// on refresh, and a refresh costs 12 to 17% more than at 100,000 sessions (`BENCHMARKS.md`).
+/// about 1.1 GiB resident. With a bound of 1 GiB it evicts nodes and reads them back from disk
+/// on refresh, so a refresh costs 12 to 17% more than at 100,000 sessions (`BENCHMARKS.md`).
 /// The bound is a ceiling, not an allocation.
 pub fn default_cache_bytes(available: Option<u64>) -> u64 {
     available.map_or(crate::store::DEFAULT_CACHE_BYTES, |bytes| {

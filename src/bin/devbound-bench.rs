@@ -51,8 +51,8 @@ struct Options {
     requests: usize,
     /// Refreshes before measuring starts, in session order [default: the session count or a
     /// tenth of --requests, whichever is more]. The default reads every session once, so that
-    /// the figures are for a warm cache, as in a server that has been running; 0 measures
-    /// a server that has just started
+    /// the figures are for a warm cache, as in a server that has been running. 0 measures a
+    /// server that has just started
     #[arg(long)]
     warm_up: Option<usize>,
     /// Concurrent keep-alive connections
@@ -466,7 +466,8 @@ fn cpu_ticks(pid: u32) -> Result<u64, String> {
     }
 }
 
-/// Bytes a process caused to be written to storage (`write_bytes` in `/proc/PID/io`).
+/// Returns the bytes a process caused to be written to storage (`write_bytes` in
+/// `/proc/PID/io`).
 fn disk_write_bytes(pid: u32) -> Result<u64, String> {
     let io =
         std::fs::read_to_string(format!("/proc/{pid}/io")).map_err(|error| error.to_string())?;
@@ -476,7 +477,7 @@ fn disk_write_bytes(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| "unreadable /proc io".into())
 }
 
-/// Resident memory of a process (`VmRSS`), in KiB.
+/// Returns the resident memory of a process (`VmRSS`), in KiB.
 fn resident_kib(pid: u32) -> Result<u64, String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|error| error.to_string())?;
