@@ -349,15 +349,15 @@ impl ServeOptions {
     }
 }
 
-/// The page cache bound when none is configured: a quarter of `available` bytes, and at least
-/// sled's own default of 1 GiB.
+/// Returns the page cache bound for when none is configured: a quarter of `available` bytes,
+/// and at least sled's own default of 1 GiB.
 ///
 /// sled counts each cached node at its size in the log rounded up to a power of two, so it
 /// keeps far fewer bytes of nodes than its bound. At 1,000,000 sessions the server needs
 /// about 1.1 GiB resident. With a bound of 1 GiB it evicts nodes and reads them back from disk
 /// on refresh, so a refresh costs 12 to 17% more than at 100,000 sessions (`BENCHMARKS.md`).
 /// The bound is a ceiling, not an allocation.
-pub fn default_cache_bytes(available: Option<u64>) -> u64 {
+fn default_cache_bytes(available: Option<u64>) -> u64 {
     available.map_or(crate::store::DEFAULT_CACHE_BYTES, |bytes| {
         (bytes / 4).max(crate::store::DEFAULT_CACHE_BYTES)
     })
@@ -381,10 +381,7 @@ fn available_memory() -> Option<u64> {
         .and_then(|cgroups| {
             cgroup_memory_limit(&cgroups, |path| std::fs::read_to_string(path).ok())
         });
-    match (total, limit) {
-        (Some(total), Some(limit)) => Some(total.min(limit)),
-        (total, limit) => total.or(limit),
-    }
+    total.into_iter().chain(limit).min()
 }
 
 /// Returns the lowest memory limit on the cgroups named in `cgroups` (the contents of
@@ -394,7 +391,7 @@ fn available_memory() -> Option<u64> {
 /// memory controller line (`N:memory:PATH`) by `memory.limit_in_bytes` under
 /// `/sys/fs/cgroup/memory`. A value that is not a number, such as v2's `max`, is no limit.
 fn cgroup_memory_limit(cgroups: &str, read: impl Fn(&Path) -> Option<String>) -> Option<u64> {
-    let mut lowest: Option<u64> = None;
+    let mut limits = Vec::new();
     for line in cgroups.lines() {
         let mut fields = line.splitn(3, ':');
         let (Some(_), Some(controllers), Some(path)) =
@@ -412,17 +409,13 @@ fn cgroup_memory_limit(cgroups: &str, read: impl Fn(&Path) -> Option<String>) ->
 
         let mut dir = root.join(path.trim_start_matches('/'));
         loop {
-            let limit = read(&dir.join(file)).and_then(|value| value.trim().parse::<u64>().ok());
-            lowest = match (lowest, limit) {
-                (Some(lowest), Some(limit)) => Some(lowest.min(limit)),
-                (lowest, limit) => lowest.or(limit),
-            };
+            limits.extend(read(&dir.join(file)).and_then(|value| value.trim().parse::<u64>().ok()));
             if dir == root || !dir.pop() {
                 break;
             }
         }
     }
-    lowest
+    limits.into_iter().min()
 }
 
 fn duration(

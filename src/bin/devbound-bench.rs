@@ -469,23 +469,23 @@ fn cpu_ticks(pid: u32) -> Result<u64, String> {
 /// Returns the bytes a process caused to be written to storage (`write_bytes` in
 /// `/proc/PID/io`).
 fn disk_write_bytes(pid: u32) -> Result<u64, String> {
-    let io =
-        std::fs::read_to_string(format!("/proc/{pid}/io")).map_err(|error| error.to_string())?;
-    io.lines()
-        .find_map(|line| line.strip_prefix("write_bytes:"))
-        .and_then(|value| value.trim().parse().ok())
-        .ok_or_else(|| "unreadable /proc io".into())
+    proc_number(pid, "io", "write_bytes:")
 }
 
 /// Returns the resident memory of a process (`VmRSS`), in KiB.
 fn resident_kib(pid: u32) -> Result<u64, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|error| error.to_string())?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+    proc_number(pid, "status", "VmRSS:")
+}
+
+/// Returns the number on the line of `/proc/PID/FILE` that starts with `key`, without its
+/// `kB` unit if it has one.
+fn proc_number(pid: u32, file: &str, key: &str) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/{file}");
+    let text = std::fs::read_to_string(&path).map_err(|error| format!("{path}: {error}"))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(key))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "unreadable /proc status".into())
+        .ok_or_else(|| format!("{path} has no number after {key}"))
 }
 
 /// Prints the single-core cost of one P-256 verification with aws-lc-rs and with `p256`, and
