@@ -7,6 +7,7 @@ mod agents;
 mod audit_file;
 mod passkey_records;
 mod records;
+mod session_row;
 mod sled_store;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! The embedded default store: sled trees in the data directory.
 //!
-//! Records are JSON in named trees, and the audit log is a file beside the database
+//! Records are JSON in named trees, except sessions ([`super::session_row`]), and the audit log is a file beside the database
 //! ([`super::audit_file`]). One dedicated thread syncs the audit log and flushes the database
 //! once for every batch of waiting writers (group commit). sled 0.34.7's `flush_async` can hang
 //! under concurrent callers, and one synchronous flush serves every writer queued before it.
@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::audit_file::{AuditFile, AuditSync};
+use super::session_row::{decode_session, encode_session};
 use super::{
     AgentChange, AgentRecord, AuditEntry, CeremonyRecord, DeviceGrantRecord, DeviceRecord,
     EnrollmentCode, PasskeyRecord, PendingEnrollment, RegistrationChallenge, SessionRecord,
@@ -247,9 +248,10 @@ fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, S
 }
 
 /// Reads a record with the bytes it was read from, for a later [`update_versioned`].
-fn get_versioned<T: DeserializeOwned>(
+fn get_versioned<T>(
     tree: &sled::Tree,
     key: &str,
+    decode: fn(&[u8], &[u8]) -> Result<T, StoreError>,
 ) -> Result<Option<Versioned<T>>, StoreError> {
     let Some(bytes) = tree.get(key).map_err(database)? else {
         return Ok(None);
@@ -267,8 +269,18 @@ fn update_versioned<T: Serialize>(
     current: &Versioned<T>,
     next: &T,
 ) -> Result<Update, StoreError> {
+    swap_versioned(tree, key, current, encode(next)?)
+}
+
+/// Writes `next` under `key` only if the stored bytes are still those `current` was read from.
+fn swap_versioned<T>(
+    tree: &sled::Tree,
+    key: &str,
+    current: &Versioned<T>,
+    next: Vec<u8>,
+) -> Result<Update, StoreError> {
     let swapped = tree
-        .compare_and_swap(key, Some(current.version.as_slice()), Some(encode(next)?))
+        .compare_and_swap(key, Some(current.version.as_slice()), Some(next))
         .map_err(database)?;
     Ok(match swapped {
         Ok(()) => Update::Applied,
@@ -322,13 +334,13 @@ impl Store for SledStore {
             .insert(user_session_key(&session.user_id, &session.id), &[])
             .map_err(database)?;
         self.sessions
-            .insert(&session.id, encode(session)?)
+            .insert(&session.id, encode_session(session)?)
             .map_err(database)?;
         Ok(())
     }
 
     fn find_session(&self, id: &str) -> Result<Option<Versioned<SessionRecord>>, StoreError> {
-        get_versioned(&self.sessions, id)
+        get_versioned(&self.sessions, id, decode_session)
     }
 
     fn update_session(
@@ -336,7 +348,12 @@ impl Store for SledStore {
         current: &Versioned<SessionRecord>,
         next: &SessionRecord,
     ) -> Result<Update, StoreError> {
-        update_versioned(&self.sessions, &current.record.id, current, next)
+        swap_versioned(
+            &self.sessions,
+            &current.record.id,
+            current,
+            encode_session(next)?,
+        )
     }
 
     fn list_sessions(&self, user_id: Option<&str>) -> Result<Vec<SessionRecord>, StoreError> {
@@ -347,7 +364,7 @@ impl Store for SledStore {
                 .iter()
                 .map(|entry| {
                     let (key, value) = entry.map_err(database)?;
-                    decode(&key, &value)
+                    decode_session(&key, &value)
                 })
                 .collect::<Result<Vec<SessionRecord>, _>>()?,
         };
@@ -359,7 +376,7 @@ impl Store for SledStore {
         let mut purged = 0;
         for entry in self.sessions.iter() {
             let (key, value) = entry.map_err(database)?;
-            let session: SessionRecord = decode(&key, &value)?;
+            let session = decode_session(&key, &value)?;
             let ended_at = match &session.state {
                 SessionState::Pending | SessionState::Bound => session.expires_at,
                 SessionState::SignedOut { at } | SessionState::Revoked { at, .. } => *at,
@@ -459,7 +476,7 @@ impl Store for SledStore {
     }
 
     fn find_device(&self, id: &str) -> Result<Option<Versioned<DeviceRecord>>, StoreError> {
-        get_versioned(&self.devices, id)
+        get_versioned(&self.devices, id, decode)
     }
 
     fn update_device(
@@ -730,7 +747,7 @@ impl Store for SledStore {
         &self,
         device_code_digest: &str,
     ) -> Result<Option<Versioned<DeviceGrantRecord>>, StoreError> {
-        get_versioned(&self.agent_trees.device_grants, device_code_digest)
+        get_versioned(&self.agent_trees.device_grants, device_code_digest, decode)
     }
 
     fn find_device_grant_by_user_code(

@@ -196,6 +196,39 @@ fn a_session_stored_before_devices_existed_still_loads() {
 }
 
 #[test]
+fn json_session_on_disk_is_read_and_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = serde_json::json!({
+        "id": "s1", "user_id": "alice", "state": {"state": "bound"},
+        "created_at": 1, "expires_at": 4_000_000_000_u64, "authorization_digest": null,
+        "key": null, "assurance": "software", "challenge": null, "credential_digest": null,
+        "credential_expires_at": 0, "last_proof_at": null, "refresh_count": 3,
+    });
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let sessions = db.open_tree("sessions").unwrap();
+        sessions
+            .insert("s1", serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = open_after_close(dir.path()).unwrap();
+
+    let found = store.find_session("s1").unwrap().unwrap();
+    assert_eq!(found.record.refresh_count, 3);
+    let next = SessionRecord {
+        refresh_count: 4,
+        ..found.record.clone()
+    };
+    assert_eq!(store.update_session(&found, &next).unwrap(), Update::Applied);
+    assert_eq!(store.update_session(&found, &next).unwrap(), Update::Conflict);
+
+    let rewritten = store.find_session("s1").unwrap().unwrap();
+    assert_eq!(rewritten.record, next);
+    assert_ne!(rewritten.version.first(), Some(&b'{'));
+}
+
+#[test]
 fn audit_chain_continues_after_the_store_is_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let event = crate::audit::Event::allowed("user:u1", "session.sign_out", "session:s1");
