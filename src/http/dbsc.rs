@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::header::{CACHE_CONTROL, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,9 +46,10 @@ impl From<DbscError> for Failure {
     }
 }
 
-pub async fn register(State(state): State<AppState>, request: HeaderMap) -> Response {
+/// Takes the whole request rather than a `HeaderMap`, which axum would copy.
+pub async fn register(State(state): State<AppState>, request: Request) -> Response {
     let now = state.clock.now();
-    match register_session(&state, &request, now).await {
+    match register_session(&state, request.headers(), now).await {
         Ok(issued) => {
             tracing::info!(
                 target: "security",
@@ -141,10 +142,10 @@ async fn register_session(
     Ok(issued)
 }
 
-pub async fn refresh(State(state): State<AppState>, request: HeaderMap) -> Response {
+pub async fn refresh(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let now = state.clock.now();
-    let response = refresh_session(&state, &request, now).await;
+    let response = refresh_session(&state, request.headers(), now).await;
     state
         .metrics
         .refresh_latency

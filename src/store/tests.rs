@@ -220,8 +220,14 @@ fn json_session_on_disk_is_read_and_rewritten() {
         refresh_count: 4,
         ..found.record.clone()
     };
-    assert_eq!(store.update_session(&found, &next).unwrap(), Update::Applied);
-    assert_eq!(store.update_session(&found, &next).unwrap(), Update::Conflict);
+    assert_eq!(
+        store.update_session(&found, &next).unwrap(),
+        Update::Applied
+    );
+    assert_eq!(
+        store.update_session(&found, &next).unwrap(),
+        Update::Conflict
+    );
 
     let rewritten = store.find_session("s1").unwrap().unwrap();
     assert_eq!(rewritten.record, next);
