@@ -46,7 +46,8 @@ impl From<DbscError> for Failure {
     }
 }
 
-/// Takes the whole request rather than a `HeaderMap`, which axum would copy.
+/// Handles a registration. Both DBSC handlers take the whole request, because axum's
+/// `HeaderMap` extractor would copy every header.
 pub async fn register(State(state): State<AppState>, request: Request) -> Response {
     let now = state.clock.now();
     match register_session(&state, request.headers(), now).await {
