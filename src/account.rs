@@ -31,6 +31,8 @@ pub enum AccountError {
     Hash(String),
     #[error("user name or password is incorrect")]
     BadCredentials,
+    #[error("the account is disabled")]
+    Disabled,
 }
 
 /// Creates a user record with a freshly salted password hash.
@@ -53,6 +55,7 @@ pub fn new_user(
         name: name.to_owned(),
         password_hash: hash_password(password, rng)?,
         created_at: now,
+        disabled_at: None,
     })
 }
 
@@ -71,6 +74,7 @@ pub fn new_passkey_user(
         name: name.to_owned(),
         password_hash: String::new(),
         created_at: now,
+        disabled_at: None,
     })
 }
 
@@ -118,10 +122,11 @@ pub fn verify_password(user: Option<&UserRecord>, password: &str) -> Result<(), 
     let matches = Argon2::default()
         .verify_password(password.as_bytes(), &hash)
         .is_ok();
-    if matches && user.is_some() {
-        Ok(())
-    } else {
-        Err(AccountError::BadCredentials)
+    match user {
+        // Only a caller with the right password learns that the account is disabled.
+        Some(user) if matches && user.disabled_at.is_some() => Err(AccountError::Disabled),
+        Some(_) if matches => Ok(()),
+        _ => Err(AccountError::BadCredentials),
     }
 }
 
@@ -163,6 +168,22 @@ mod tests {
         assert_eq!(
             new_user("bob", "short", 0, &mut rng).err(),
             Some(AccountError::InvalidPassword)
+        );
+    }
+
+    #[test]
+    fn disabled_user_is_told_only_with_password() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut user = new_user("dave", "correct horse", 0, &mut rng).unwrap();
+        user.disabled_at = Some(10);
+
+        assert_eq!(
+            verify_password(Some(&user), "correct horse"),
+            Err(AccountError::Disabled)
+        );
+        assert_eq!(
+            verify_password(Some(&user), "wrong horse"),
+            Err(AccountError::BadCredentials)
         );
     }
 

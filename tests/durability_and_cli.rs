@@ -524,3 +524,58 @@ async fn stopped_invite_uses_public_url() {
         "{url}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_cli_disables_and_enables_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let added = devbound(
+        &["user", "add", "dave", "--password-stdin"],
+        dir.path(),
+        Some(PASSWORD),
+    );
+    succeeded(&added);
+
+    // While the service is stopped, the command writes to the database directly.
+    let disabled = succeeded(&devbound(&["user", "disable", "dave"], dir.path(), None));
+    assert_eq!(
+        disabled.trim(),
+        "disabled user dave; revoked 0 live sessions"
+    );
+    let users = succeeded(&devbound(&["user", "list"], dir.path(), None));
+    assert!(users.trim_end().ends_with("\tdisabled"), "{users}");
+    let unknown = devbound(&["user", "disable", "nobody"], dir.path(), None);
+    assert!(!unknown.status.success());
+    let invite = devbound(&["user", "invite", "dave"], dir.path(), None);
+    assert!(!invite.status.success());
+    assert!(String::from_utf8_lossy(&invite.stderr).contains("disabled"));
+
+    let port = free_port();
+    let _service = Service::start(dir.path(), port).await;
+    let mut client = client(
+        dir.path(),
+        port,
+        SessionKey::generate(Algorithm::Es256).unwrap(),
+    );
+    let refused = client.sign_in("dave", PASSWORD).await;
+    assert!(
+        matches!(&refused, Err(devbound::client::ClientError::Status { status, .. }) if *status == 403),
+        "{refused:?}"
+    );
+
+    // While it runs, the command goes through the admin API.
+    succeeded(&devbound(&["user", "enable", "dave"], dir.path(), None));
+    client.sign_in_and_register("dave", PASSWORD).await.unwrap();
+    let disabled = succeeded(&devbound(&["user", "disable", "dave"], dir.path(), None));
+    assert_eq!(
+        disabled.trim(),
+        "disabled user dave; revoked 1 live session"
+    );
+    assert_eq!(client.get(routes::APP).await.unwrap().status(), 303);
+    assert_eq!(client.refresh().await.unwrap(), RefreshOutcome::Terminated);
+
+    let listing = succeeded(&devbound(&["audit", "list", "--json"], dir.path(), None));
+    let actions = audit_actions(&listing);
+    let allowed = |action: &str| (action.to_owned(), "allowed".to_owned());
+    assert!(actions.contains(&allowed("user.disable")), "{actions:?}");
+    assert!(actions.contains(&allowed("user.enable")), "{actions:?}");
+}

@@ -34,6 +34,7 @@ fn user() -> UserRecord {
         name: "alice".into(),
         password_hash: String::new(),
         created_at: NOW,
+        disabled_at: None,
     }
 }
 

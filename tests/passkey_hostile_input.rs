@@ -184,6 +184,7 @@ fn registration_rejects_random_attestation_objects() {
         name: "alice".into(),
         password_hash: String::new(),
         created_at: 0,
+        disabled_at: None,
     };
     let authenticator = SoftAuthenticator::new(ORIGIN, [3; 16]);
     let mut rng = StdRng::seed_from_u64(5);

@@ -16,7 +16,7 @@ use support::dbsc::stored;
 use support::passkeys::{
     authenticator, post_json, post_sign_in, register, sign_in_bound, sign_in_options, step_up,
 };
-use support::server::TestServer;
+use support::server::{TEST_EPOCH, TestServer};
 use support::webauthn::{Attestation, BE};
 
 const AAGUID: [u8; 16] = [7; 16];
@@ -29,6 +29,22 @@ async fn with_passkey(options: ServeOptions) -> (TestServer, support::webauthn::
     let (status, body) = register(&server, &client, &authenticator, &Attestation::None).await;
     assert_eq!(status, StatusCode::OK, "registration: {body}");
     (server, authenticator)
+}
+
+/// Signs in with `authenticator` and asserts a 401 page that contains `message`.
+async fn assert_sign_in_rejected(
+    server: &TestServer,
+    authenticator: &mut support::webauthn::SoftAuthenticator,
+    message: &str,
+) {
+    let options = sign_in_options(server).await;
+    let credential = authenticator.assert(&options);
+
+    let response = post_sign_in(server, &options["ceremony"], &credential).await;
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let page = response.text().await.unwrap();
+    assert!(page.contains(message), "{page}");
 }
 
 #[tokio::test]
@@ -137,6 +153,20 @@ async fn sign_in_ceremony_expires() {
     let response = post_sign_in(&server, &options["ceremony"], &credential).await;
 
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sign_in_rejects_disabled_user() {
+    let (server, mut authenticator) = with_passkey(ServeOptions::default()).await;
+    let changed =
+        devbound::http::set_user_disabled(server.store(), "alice", true, TEST_EPOCH).unwrap();
+    assert!(changed.is_some());
+
+    assert_sign_in_rejected(&server, &mut authenticator, "account is disabled").await;
+    let audit = server.store().list_audit(0, 100).unwrap();
+    let last = audit.last().unwrap();
+    assert_eq!(last.action, "session.sign_in");
+    assert_eq!(last.outcome, "refused");
 }
 
 #[tokio::test]
@@ -446,19 +476,8 @@ async fn backup_eligibility_loss_is_rejected() {
     let (status, body) = register(&server, &client, &authenticator, &Attestation::None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     authenticator.extra_flags = 0;
-    let options = sign_in_options(&server).await;
-    let credential = authenticator.assert(&options);
 
-    let response = post_sign_in(&server, &options["ceremony"], &credential).await;
-
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("backup status changed")
-    );
+    assert_sign_in_rejected(&server, &mut authenticator, "backup status changed").await;
 }
 
 #[tokio::test]

@@ -216,6 +216,7 @@ fn seed(dir: &Path, key: &EcdsaKeyPair, count: usize) -> Result<Vec<ClientSessio
         name: "bench".into(),
         password_hash: String::new(),
         created_at: now,
+        disabled_at: None,
     };
     store
         .insert_user(&user)

@@ -78,6 +78,19 @@ pub enum UserCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Disable an account: it can no longer sign in, its sessions are revoked at once, and its
+    /// agents' tokens stop working. Its passkeys, devices and agents are kept.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Enable a disabled account again. Sessions revoked when it was disabled stay revoked.
+    Enable {
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 /// What an operator's list shows, and how.

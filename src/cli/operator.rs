@@ -17,6 +17,7 @@ use crate::dbsc;
 use crate::http::routes;
 use crate::http::{
     ADMIN_TOKEN_FILE, InviteView, SERVER_FILE, ServerInfo, SessionView, create_invite,
+    set_user_disabled,
 };
 use crate::store::{AuditEntry, SessionState, SledStore, Store, StoreError, Update};
 
@@ -51,7 +52,7 @@ pub async fn user(command: UserCommand) -> Result<(), String> {
                     let users = store.list_users().map_err(|error| error.to_string())?;
                     users
                         .into_iter()
-                        .map(|user| json!({ "id": user.id, "name": user.name, "created_at": user.created_at }))
+                        .map(|user| json!({ "id": user.id, "name": user.name, "created_at": user.created_at, "disabled_at": user.disabled_at }))
                         .collect()
                 }
                 remote => remote_call(&remote, reqwest::Method::GET, routes::ADMIN_USERS, None)
@@ -61,13 +62,62 @@ pub async fn user(command: UserCommand) -> Result<(), String> {
                     .unwrap_or_default(),
             };
             for user in users {
+                let state = if user["disabled_at"].is_u64() {
+                    "disabled"
+                } else {
+                    "active"
+                };
                 println!(
-                    "{}\t{}",
+                    "{}\t{}\t{state}",
                     user["name"].as_str().unwrap_or("-"),
                     user["id"].as_str().unwrap_or("-")
                 );
             }
             Ok(())
+        }
+        UserCommand::Disable { name, data } => {
+            let ended = change_user(&open(&data)?, &name, true).await?;
+            let sessions = if ended == 1 { "session" } else { "sessions" };
+            println!("disabled user {name}; revoked {ended} live {sessions}");
+            Ok(())
+        }
+        UserCommand::Enable { name, data } => {
+            change_user(&open(&data)?, &name, false).await?;
+            println!("enabled user {name}");
+            Ok(())
+        }
+    }
+}
+
+/// Disables or enables a user, directly in the database or through the running service.
+/// Returns the number of live sessions that disabling revoked.
+async fn change_user(backend: &Backend, name: &str, disabled: bool) -> Result<u64, String> {
+    match backend {
+        Backend::Direct(store) => {
+            let change = set_user_disabled(store, name, disabled, SystemClock.now())
+                .map_err(|error| error.to_string())?
+                .ok_or_else(|| format!("no user named {name:?}"))?;
+            let action = if disabled {
+                "user.disable"
+            } else {
+                "user.enable"
+            };
+            append_audit(
+                store,
+                &Event::allowed("operator", action, format!("user:{}", change.user.id)),
+            )?;
+            store.flush_now().map_err(|error| error.to_string())?;
+            Ok(change.ended_sessions as u64)
+        }
+        remote => {
+            let route = if disabled {
+                routes::ADMIN_USER_DISABLE
+            } else {
+                routes::ADMIN_USER_ENABLE
+            };
+            let path = routes::with_id(route, name);
+            let body = remote_call(remote, reqwest::Method::POST, &path, None).await?;
+            Ok(body["ended_sessions"].as_u64().unwrap_or(0))
         }
     }
 }

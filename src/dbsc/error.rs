@@ -36,6 +36,8 @@ pub enum DbscError {
     DeviceKeyMismatch,
     #[error("the session's device is revoked or unknown")]
     DeviceRevoked,
+    #[error("the session's user is disabled")]
+    UserDisabled,
 }
 
 impl DbscError {
@@ -62,6 +64,7 @@ impl DbscError {
             Self::SessionEnded => "session_ended",
             Self::DeviceKeyMismatch => "device_key_mismatch",
             Self::DeviceRevoked => "device_revoked",
+            Self::UserDisabled => "user_disabled",
         }
     }
 }

@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
-use super::api::{api_error, api_error_store, revoke};
+use super::api::{api_error, api_error_store, end_stored_session, revoke};
 use super::views::SessionView;
 use crate::account;
 use crate::audit::Event;
 use crate::crypto::secret::constant_time_eq;
+use crate::store::{SessionState, Store, StoreError, UserRecord};
 
 #[derive(Debug, Deserialize)]
 pub struct SessionFilter {
@@ -34,6 +35,67 @@ struct UserView {
     id: String,
     name: String,
     created_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_at: Option<u64>,
+}
+
+impl From<UserRecord> for UserView {
+    fn from(user: UserRecord) -> Self {
+        Self {
+            id: user.id,
+            name: user.name,
+            created_at: user.created_at,
+            disabled_at: user.disabled_at,
+        }
+    }
+}
+
+/// A user disabled or re-enabled by [`set_user_disabled`].
+#[derive(Debug)]
+pub struct UserChange {
+    pub user: UserRecord,
+    /// Live sessions that disabling revoked.
+    pub ended_sessions: usize,
+}
+
+/// Disables or re-enables the user named `name`, or returns `None` if there is no such user.
+///
+/// Disabling also revokes each of the user's live sessions, so their cookies stop working at
+/// once and their next refresh ends them in the browser. Refreshes do not read the user record,
+/// which keeps them to one store read. Enabling restores none of those sessions. The caller
+/// makes the writes durable and records them in the audit log.
+pub fn set_user_disabled(
+    store: &dyn Store,
+    name: &str,
+    disabled: bool,
+    now: u64,
+) -> Result<Option<UserChange>, StoreError> {
+    let Some(mut user) = store.find_user_by_name(name)? else {
+        return Ok(None);
+    };
+    user.disabled_at = if disabled {
+        Some(user.disabled_at.unwrap_or(now))
+    } else {
+        None
+    };
+    store.update_user(&user)?;
+
+    let mut ended_sessions = 0;
+    if disabled {
+        for session in store.list_sessions(Some(&user.id))? {
+            let revoked = SessionState::Revoked {
+                at: now,
+                by: "operator".into(),
+            };
+            if let Some((_, true)) = end_stored_session(store, &session.id, revoked, now)? {
+                ended_sessions += 1;
+            }
+        }
+    }
+    Ok(Some(UserChange {
+        user,
+        ended_sessions,
+    }))
 }
 
 pub async fn list_users(
@@ -46,14 +108,7 @@ pub async fn list_users(
     }
     match state.store.list_users() {
         Ok(users) => {
-            let views: Vec<UserView> = users
-                .into_iter()
-                .map(|user| UserView {
-                    id: user.id,
-                    name: user.name,
-                    created_at: user.created_at,
-                })
-                .collect();
+            let views: Vec<UserView> = users.into_iter().map(UserView::from).collect();
             Json(json!({ "users": views })).into_response()
         }
         Err(error) => api_error_store(&error),
@@ -123,14 +178,68 @@ pub async fn add_user(
         "user.create",
         format!("user:{}", user.id),
     ));
-    (
-        StatusCode::CREATED,
-        Json(UserView {
-            id: user.id,
-            name: user.name,
-            created_at: user.created_at,
-        }),
-    )
+    (StatusCode::CREATED, Json(UserView::from(user))).into_response()
+}
+
+/// Disables the user named in the path: `POST /admin/users/{name}/disable`.
+pub async fn disable_user(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    change_user(&state, peer, &headers, &name, true).await
+}
+
+/// Re-enables the user named in the path: `POST /admin/users/{name}/enable`.
+pub async fn enable_user(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    change_user(&state, peer, &headers, &name, false).await
+}
+
+async fn change_user(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    name: &str,
+    disabled: bool,
+) -> Response {
+    if let Err(response) = check_admin(state, peer, headers) {
+        return response;
+    }
+    let now = state.clock.now();
+    let change = match set_user_disabled(state.store.as_ref(), name, disabled, now) {
+        Ok(Some(change)) => change,
+        Ok(None) => return api_error(StatusCode::NOT_FOUND, "not_found", "no such user"),
+        Err(error) => return api_error_store(&error),
+    };
+    if let Err(error) = state.store.sync().await {
+        return api_error_store(&error);
+    }
+
+    let action = if disabled {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    tracing::info!(
+        target: "security",
+        user = %change.user.id,
+        ended_sessions = change.ended_sessions,
+        action,
+        "user changed by operator"
+    );
+    state.audit(&Event::allowed(
+        "operator",
+        action,
+        format!("user:{}", change.user.id),
+    ));
+    let ended_sessions = change.ended_sessions;
+    Json(json!({ "user": UserView::from(change.user), "ended_sessions": ended_sessions }))
         .into_response()
 }
 

@@ -12,7 +12,7 @@ use super::views::SessionView;
 use crate::audit::Event;
 use crate::dbsc;
 use crate::passkey::binding;
-use crate::store::{SessionState, StoreError, Update};
+use crate::store::{SessionState, Store, StoreError, Update};
 
 /// How often ending a session is retried when refreshes keep changing it.
 const MAX_END_ATTEMPTS: usize = 5;
@@ -111,17 +111,31 @@ pub async fn end_session(
     ended_state: SessionState,
     now: u64,
 ) -> Result<Option<crate::store::SessionRecord>, StoreError> {
+    let ended = end_stored_session(state.store.as_ref(), id, ended_state, now)?;
+    if let Some((_, true)) = ended {
+        state.store.sync().await?;
+    }
+    Ok(ended.map(|(record, _)| record))
+}
+
+/// Ends a live session in the store as [`end_session`] does, without waiting for the write to
+/// be durable. Returns the record as stored afterwards, and whether this call ended it.
+pub fn end_stored_session(
+    store: &dyn Store,
+    id: &str,
+    ended_state: SessionState,
+    now: u64,
+) -> Result<Option<(crate::store::SessionRecord, bool)>, StoreError> {
     for _ in 0..MAX_END_ATTEMPTS {
-        let Some(session) = state.store.find_session(id)? else {
+        let Some(session) = store.find_session(id)? else {
             return Ok(None);
         };
         if !session.record.is_live(now) {
-            return Ok(Some(session.record));
+            return Ok(Some((session.record, false)));
         }
         let ended = dbsc::end_session(&session.record, ended_state.clone());
-        if state.store.update_session(&session, &ended)? == Update::Applied {
-            state.store.sync().await?;
-            return Ok(Some(ended));
+        if store.update_session(&session, &ended)? == Update::Applied {
+            return Ok(Some((ended, true)));
         }
     }
     Err(StoreError::Database(format!(

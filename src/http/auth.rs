@@ -29,6 +29,7 @@ pub enum Unauthenticated {
     CookieExpired,
     /// The browser reported a skipped refresh, so the request is treated as unbound.
     RefreshSkipped,
+    UserDisabled,
 }
 
 impl Unauthenticated {
@@ -42,6 +43,7 @@ impl Unauthenticated {
             Self::WrongCredential => "wrong_credential",
             Self::CookieExpired => "cookie_expired",
             Self::RefreshSkipped => "refresh_skipped",
+            Self::UserDisabled => "user_disabled",
         }
     }
 }
@@ -78,6 +80,9 @@ pub fn authenticate(
         .store
         .find_user(&session.record.user_id)?
         .ok_or(AuthError::Unauthenticated(Unauthenticated::UnknownSession))?;
+    if user.disabled_at.is_some() {
+        return Err(AuthError::Unauthenticated(Unauthenticated::UserDisabled));
+    }
     Ok(CurrentSession { session, user })
 }
 

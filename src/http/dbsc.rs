@@ -86,7 +86,8 @@ pub async fn register(State(state): State<AppState>, request: Request) -> Respon
                 DbscError::NotPending
                 | DbscError::ChallengeMismatch
                 | DbscError::SessionEnded
-                | DbscError::DeviceRevoked => "invalid_session",
+                | DbscError::DeviceRevoked
+                | DbscError::UserDisabled => "invalid_session",
                 DbscError::DeviceKeyMismatch => "invalid_key",
                 _ => "invalid_proof",
             };
@@ -120,6 +121,11 @@ async fn register_session(
         .store
         .find_session(&challenge.session_id)?
         .ok_or(DbscError::ChallengeMismatch)?;
+    // Disabling a user revokes their sessions; this also stops one signed in just before.
+    let user = state.store.find_user(&session.record.user_id)?;
+    if user.is_some_and(|user| user.disabled_at.is_some()) {
+        return Err(DbscError::UserDisabled.into());
+    }
     let issued = {
         let mut rng = rand::thread_rng();
         dbsc::complete_registration(policy, &session.record, &challenge, proof, now, &mut rng)?

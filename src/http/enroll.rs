@@ -100,6 +100,9 @@ fn start(
         .store
         .find_user(user_id)?
         .ok_or(PasskeyError::UnknownCeremony)?;
+    if user.disabled_at.is_some() {
+        return Err(PasskeyError::UserDisabled.into());
+    }
     let existing = state.store.list_passkeys(&user.id)?;
     let mut rng = rand::thread_rng();
     Ok(state
@@ -242,6 +245,11 @@ fn invite_records(
             user
         }
     };
+    if user.disabled_at.is_some() {
+        return Ok(Err(format!(
+            "user {name:?} is disabled; run `devbound user enable {name}` first"
+        )));
+    }
     let invite = crate::passkey::invite::new_invite(&user.id, now, &mut rng);
     store.insert_ceremony(&invite)?;
     let event =

@@ -16,6 +16,7 @@ mod server;
 mod step_up;
 mod views;
 
+pub use admin::{UserChange, set_user_disabled};
 pub use devices::DeviceView;
 pub use enroll::{InviteView, create_invite};
 pub use server::{ADMIN_TOKEN_FILE, RunningServer, SERVER_FILE, ServeError, ServerInfo, start};
@@ -247,6 +248,8 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ENROLL, get(enroll::page).post(enroll::finish))
         .route(routes::ENROLL_OPTIONS, post(enroll::options))
         .route(routes::ADMIN_USER_INVITE, post(enroll::invite))
+        .route(routes::ADMIN_USER_DISABLE, post(admin::disable_user))
+        .route(routes::ADMIN_USER_ENABLE, post(admin::enable_user))
         .route(routes::ADMIN_AUDIT, get(admin::list_audit))
         .route(routes::DEVICES, get(devices::devices_page))
         .route(routes::DEVICE_CODES, post(devices::create_code_page))

@@ -13,7 +13,7 @@ use super::auth::{self, AuthError, CurrentSession};
 use super::routes;
 use super::views::{self, escape, page, utc};
 use super::{passkey_views, step_up};
-use crate::account;
+use crate::account::{self, AccountError};
 use crate::audit::Event;
 use crate::dbsc::{self, headers};
 use crate::metrics::Outcome;
@@ -144,6 +144,18 @@ async fn check_password(
 
     match (verified, user) {
         (Ok(Ok(())), Some(user)) => Ok(user),
+        (Ok(Err(AccountError::Disabled)), Some(user)) => {
+            tracing::info!(target: "security", user = %user.id, "password sign-in rejected: user disabled");
+            state.audit(&Event::refused(
+                "peer",
+                "session.sign_in",
+                format!("user:{}", user.id),
+                "user_disabled",
+            ));
+            state.metrics.refuse("login", "user_disabled");
+            let notice = r#"<p class="notice">This account is disabled. Ask your administrator to enable it.</p>"#;
+            Err((StatusCode::FORBIDDEN, Html(login_page(state, notice))).into_response())
+        }
         (Ok(Err(error)), user) => {
             tracing::info!(target: "security", reason = %error, "password sign-in rejected");
             // A wrong password for an existing account names it, so the entry is always kept.

@@ -93,6 +93,13 @@ pub async fn sign_in(
         Err(Failure::Store(error)) => return internal_error("passkey_sign_in", &error),
     };
     let user_id = asserted.passkey.user_id.clone();
+    match state.store.find_user(&user_id) {
+        Ok(Some(user)) if user.disabled_at.is_some() => {
+            return sign_in_rejected(&state, &PasskeyError::UserDisabled);
+        }
+        Ok(_) => {}
+        Err(error) => return internal_error("passkey_sign_in", &error),
+    }
 
     // A browser that already has a live bound session for this user is not offered a second
     // DBSC registration: the assertion proves that session instead.

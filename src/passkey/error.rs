@@ -34,6 +34,8 @@ pub enum PasskeyError {
     Stale,
     #[error("webauthn-rs-core rejected the response: {0:?}")]
     Webauthn(WebauthnError),
+    #[error("the passkey's user is disabled")]
+    UserDisabled,
 }
 
 impl From<WebauthnError> for PasskeyError {
@@ -58,6 +60,7 @@ impl PasskeyError {
             Self::TpmAttestation(_) => "invalid_response",
             Self::PossibleClone { .. } => "possible_clone",
             Self::Stale => "stale",
+            Self::UserDisabled => "user_disabled",
             Self::Webauthn(error) => webauthn_code(error),
         }
     }
@@ -73,6 +76,7 @@ impl PasskeyError {
                 "This passkey is not registered with devbound. It may have been removed; sign in another way or ask your administrator."
             }
             "already_registered" => "This passkey is already registered.",
+            "user_disabled" => "This account is disabled. Ask your administrator to enable it.",
             "not_approved" => {
                 "This security key is not on your organisation's approved list. Use an approved key, or ask your administrator which keys are allowed."
             }

@@ -65,6 +65,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn insert_user(&self, user: &UserRecord) -> Result<bool, StoreError>;
     fn find_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
     fn find_user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Replaces a stored user; the id and name never change.
+    fn update_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
 
     fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;

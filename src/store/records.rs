@@ -13,6 +13,10 @@ pub struct UserRecord {
     /// Argon2id hash in PHC string form.
     pub password_hash: String,
     pub created_at: UnixTime,
+    /// When an operator disabled the account. A disabled user cannot sign in, and nothing
+    /// authenticates as them.
+    #[serde(default)]
+    pub disabled_at: Option<UnixTime>,
 }
 
 /// How much devbound trusts the key a session is bound to. Ordered from weakest to strongest,

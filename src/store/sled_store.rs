@@ -319,6 +319,13 @@ impl Store for SledStore {
         }
     }
 
+    fn update_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.users
+            .insert(&user.id, encode(user)?)
+            .map_err(database)?;
+        Ok(())
+    }
+
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.users
             .iter()

@@ -90,6 +90,7 @@ fn seed(
         name: "bench".into(),
         password_hash: String::new(),
         created_at: now,
+        disabled_at: None,
     };
     store
         .insert_user(&user)
