@@ -454,3 +454,20 @@ async fn guessed_codes_do_not_grow_audit_log() {
     assert_eq!(entries.last().unwrap().action, "device.enroll");
     assert!(devbound::audit::verify(None, &entries).is_ok());
 }
+
+#[tokio::test]
+async fn disabled_owner_cannot_enroll_with_an_earlier_code() {
+    let (server, _, code) = setup().await;
+    let changed = devbound::http::set_user_disabled(
+        server.store(),
+        "alice",
+        true,
+        support::server::TEST_EPOCH,
+    )
+    .unwrap();
+    assert!(changed.is_some());
+
+    let answer = start(&server, &genuine(&code, &fixture("ak-ecc-public.bin"))).await;
+
+    assert_refused(&server, &answer, "user_disabled");
+}

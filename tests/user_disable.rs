@@ -129,6 +129,36 @@ async fn registration_after_disable_is_rejected() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_session");
+    // Enabling the user again must not let this session bind.
+    assert!(matches!(
+        stored(&server, &pending.session_id).state,
+        SessionState::Revoked { .. }
+    ));
+    let challenge = server.store().find_challenge(&pending.offer.challenge);
+    assert!(challenge.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn disabled_owner_grant_poll_creates_no_session() {
+    let world = AgentWorld::start().await;
+    let id = world
+        .register_agent("poller", &["repo.read"], &[API_A], "software")
+        .await;
+    let mut agent = world.agent_client(&id);
+    let authorization = agent.start_login(None).await.unwrap();
+    let approved = world.decide(&authorization.user_code, "approve").await;
+    assert_eq!(approved, StatusCode::OK);
+    let store = world.server.store();
+    let owner = store.find_user_by_name(OWNER).unwrap().unwrap();
+    let sessions_before = store.list_sessions(Some(&owner.id)).unwrap().len();
+
+    let (status, _) = change_user(&world.server, routes::ADMIN_USER_DISABLE, OWNER).await;
+    assert_eq!(status, StatusCode::OK);
+    let polled = agent.poll_login(&authorization).await;
+
+    assert!(polled.is_err(), "{polled:?}");
+    let sessions_after = store.list_sessions(Some(&owner.id)).unwrap().len();
+    assert_eq!(sessions_after, sessions_before);
 }
 
 #[tokio::test]

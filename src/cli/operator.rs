@@ -107,6 +107,13 @@ async fn change_user(backend: &Backend, name: &str, disabled: bool) -> Result<u6
                 &Event::allowed("operator", action, format!("user:{}", change.user.id)),
             )?;
             store.flush_now().map_err(|error| error.to_string())?;
+            if let Some((session, error)) = change.failed_sessions.first() {
+                return Err(format!(
+                    "user {name} is disabled, but {} sessions could not be revoked \
+                     (session {session}: {error}); run the command again",
+                    change.failed_sessions.len()
+                ));
+            }
             Ok(change.ended_sessions as u64)
         }
         remote => {

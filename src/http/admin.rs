@@ -56,6 +56,8 @@ pub struct UserChange {
     pub user: UserRecord,
     /// Live sessions that disabling revoked.
     pub ended_sessions: usize,
+    /// Sessions that could not be revoked, with the error. Disabling again retries them.
+    pub failed_sessions: Vec<(String, StoreError)>,
 }
 
 /// Disables or re-enables the user named `name`, or returns `None` if there is no such user.
@@ -81,20 +83,25 @@ pub fn set_user_disabled(
     store.update_user(&user)?;
 
     let mut ended_sessions = 0;
+    let mut failed_sessions = Vec::new();
     if disabled {
+        // One session that keeps changing must not leave the others live.
         for session in store.list_sessions(Some(&user.id))? {
             let revoked = SessionState::Revoked {
                 at: now,
                 by: "operator".into(),
             };
-            if let Some((_, true)) = end_stored_session(store, &session.id, revoked, now)? {
-                ended_sessions += 1;
+            match end_stored_session(store, &session.id, revoked, now) {
+                Ok(Some((_, true))) => ended_sessions += 1,
+                Ok(_) => {}
+                Err(error) => failed_sessions.push((session.id, error)),
             }
         }
     }
     Ok(Some(UserChange {
         user,
         ended_sessions,
+        failed_sessions,
     }))
 }
 
@@ -238,6 +245,20 @@ async fn change_user(
         action,
         format!("user:{}", change.user.id),
     ));
+    if let Some((session, error)) = change.failed_sessions.first() {
+        tracing::error!(
+            user = %change.user.id,
+            failed = change.failed_sessions.len(),
+            %session,
+            %error,
+            "disabled a user but could not revoke all of their sessions"
+        );
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the user is disabled but some sessions could not be revoked; disable again to retry",
+        );
+    }
     let ended_sessions = change.ended_sessions;
     Json(json!({ "user": UserView::from(change.user), "ended_sessions": ended_sessions }))
         .into_response()

@@ -80,7 +80,7 @@ pub fn authenticate(
         .store
         .find_user(&session.record.user_id)?
         .ok_or(AuthError::Unauthenticated(Unauthenticated::UnknownSession))?;
-    if user.disabled_at.is_some() {
+    if user.is_disabled() {
         return Err(AuthError::Unauthenticated(Unauthenticated::UserDisabled));
     }
     Ok(CurrentSession { session, user })

@@ -18,7 +18,7 @@ use crate::audit::Event;
 use crate::clock::UnixTime;
 use crate::dbsc::{self, DbscError, Issued, SessionInstructions, headers, proof};
 use crate::metrics::Outcome;
-use crate::store::{SessionRecord, StoreError, Update, Versioned};
+use crate::store::{SessionRecord, SessionState, StoreError, Update, Versioned};
 
 /// Maximum length of a `Sec-Secure-Session-Id` that is looked up. devbound's own ids are 22
 /// characters.
@@ -121,9 +121,17 @@ async fn register_session(
         .store
         .find_session(&challenge.session_id)?
         .ok_or(DbscError::ChallengeMismatch)?;
-    // Disabling a user revokes their sessions; this also stops one signed in just before.
+    // Disabling a user revokes their sessions, but a sign-in that checked the password just
+    // before can store one after. Ending it here keeps it from binding once the user is enabled.
     let user = state.store.find_user(&session.record.user_id)?;
-    if user.is_some_and(|user| user.disabled_at.is_some()) {
+    if user.is_some_and(|user| user.is_disabled()) {
+        state.store.consume_challenge(&challenge.value)?;
+        let revoked = SessionState::Revoked {
+            at: now,
+            by: "operator".into(),
+        };
+        super::api::end_stored_session(state.store.as_ref(), &session.record.id, revoked, now)?;
+        state.store.sync().await?;
         return Err(DbscError::UserDisabled.into());
     }
     let issued = {

@@ -390,6 +390,9 @@ pub async fn enroll_start(
         }
         Err(error) => return api_error_store(&error),
     };
+    if let Some(refused) = reject_disabled_owner(&state, "start", &code.user_id) {
+        return refused;
+    }
 
     let request = EnrollmentRequest {
         ek_certificate: ek_certificate.as_deref(),
@@ -470,6 +473,9 @@ pub async fn enroll_finish(
         let error = enrollment.err().unwrap_or(TpmError::UnknownChallenge);
         return enrollment_refused(&state, "finish", &user_id, &error);
     };
+    if let Some(refused) = reject_disabled_owner(&state, "finish", &user_id) {
+        return refused;
+    }
 
     let (device, sign_in) = {
         let mut rng = rand::thread_rng();
@@ -738,6 +744,30 @@ fn list_response(state: &AppState, owner_id: Option<&str>) -> Response {
         }
         Err(error) => api_error_store(&error),
     }
+}
+
+/// Rejects an enrollment step for a user an operator disabled after the code was made, or
+/// returns `None` to go on.
+fn reject_disabled_owner(state: &AppState, step: &'static str, user_id: &str) -> Option<Response> {
+    match state.store.find_user(user_id) {
+        Ok(Some(user)) if user.is_disabled() => {}
+        Ok(_) => return None,
+        Err(error) => return Some(api_error_store(&error)),
+    }
+    tracing::info!(target: "security", step, user = %user_id, "device enrollment rejected: user disabled");
+    state.metrics.refuse("enrollment", "user_disabled");
+    state.audit(&Event::refused(
+        format!("user:{user_id}"),
+        "device.enroll",
+        step,
+        "user_disabled",
+    ));
+    let body = json!({
+        "error": "enrollment_refused",
+        "reason": "user_disabled",
+        "error_description": "the device's owner is disabled; ask an administrator to enable the account",
+    });
+    Some((StatusCode::FORBIDDEN, Json(body)).into_response())
 }
 
 fn enrollment_refused(

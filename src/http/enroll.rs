@@ -100,7 +100,7 @@ fn start(
         .store
         .find_user(user_id)?
         .ok_or(PasskeyError::UnknownCeremony)?;
-    if user.disabled_at.is_some() {
+    if user.is_disabled() {
         return Err(PasskeyError::UserDisabled.into());
     }
     let existing = state.store.list_passkeys(&user.id)?;
@@ -147,9 +147,17 @@ async fn register(
     now: u64,
 ) -> Result<PasskeyRecord, Failure> {
     let ceremony = consume_ceremony(state, &body.ceremony)?;
-    let CeremonyPurpose::Enroll { invite, .. } = &ceremony.purpose else {
+    let CeremonyPurpose::Enroll {
+        invite, user_id, ..
+    } = &ceremony.purpose
+    else {
         return Err(PasskeyError::WrongCeremony.into());
     };
+    // The user may have been disabled since the options were issued.
+    let user = state.store.find_user(user_id)?;
+    if user.is_some_and(|user| user.is_disabled()) {
+        return Err(PasskeyError::UserDisabled.into());
+    }
     let passkey = state
         .passkeys
         .finish_registration(&ceremony, &body.credential, now)?;
@@ -245,7 +253,7 @@ fn invite_records(
             user
         }
     };
-    if user.disabled_at.is_some() {
+    if user.is_disabled() {
         return Ok(Err(format!(
             "user {name:?} is disabled; run `devbound user enable {name}` first"
         )));

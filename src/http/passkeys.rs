@@ -94,7 +94,7 @@ pub async fn sign_in(
     };
     let user_id = asserted.passkey.user_id.clone();
     match state.store.find_user(&user_id) {
-        Ok(Some(user)) if user.disabled_at.is_some() => {
+        Ok(Some(user)) if user.is_disabled() => {
             return sign_in_rejected(&state, &PasskeyError::UserDisabled);
         }
         Ok(_) => {}

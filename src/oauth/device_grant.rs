@@ -10,7 +10,7 @@ use crate::crypto::Secret;
 use crate::dbsc::{self, Policy};
 use crate::store::{
     AccessTokenClaims, AgentRecord, Assurance, Confirmation, DeviceGrantRecord, DeviceGrantStatus,
-    SessionRecord, SessionState, Store, TokenLineage, Update,
+    SessionRecord, SessionState, Store, TokenLineage, Update, UserRecord,
 };
 
 /// Lifetime of a device code, in seconds (RFC 8628 §3.2 `expires_in`).
@@ -190,6 +190,10 @@ pub fn poll(
             // A new session here is software-assured; refuse before creating one that the
             // gate would refuse anyway.
             gate::check_agent(&agent)?;
+            let owner = store.find_user(&agent.owner_id)?;
+            if owner.as_ref().is_none_or(UserRecord::is_disabled) {
+                return Err(OAuthError::UserRevoked);
+            }
             if agent.required_assurance > Assurance::Software {
                 return Err(OAuthError::InsufficientAssurance {
                     have: Assurance::Software,

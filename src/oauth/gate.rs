@@ -56,7 +56,7 @@ pub fn check_actor(
     proof_window: u64,
 ) -> Result<(), OAuthError> {
     check_agent(&facts.agent)?;
-    if facts.owner.as_ref().is_none_or(is_disabled) {
+    if facts.owner.as_ref().is_none_or(UserRecord::is_disabled) {
         return Err(OAuthError::UserRevoked);
     }
     let session = facts.session.as_ref().ok_or(OAuthError::SessionNotBound)?;
@@ -125,17 +125,11 @@ pub fn check_token(
     if store
         .find_user(&token.claims.sub)?
         .as_ref()
-        .is_none_or(is_disabled)
+        .is_none_or(UserRecord::is_disabled)
     {
         return Err(OAuthError::UserRevoked);
     }
     check_lineage(store, &token.lineage, now)
-}
-
-/// Checks whether an operator disabled the user. A disabled user's tokens stop working, as a
-/// deleted user's would.
-fn is_disabled(user: &UserRecord) -> bool {
-    user.disabled_at.is_some()
 }
 
 /// Checks a subject token at exchange. When the actor is the token's holder, its own session,

@@ -19,6 +19,12 @@ pub struct UserRecord {
     pub disabled_at: Option<UnixTime>,
 }
 
+impl UserRecord {
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+}
+
 /// How much devbound trusts the key a session is bound to. Ordered from weakest to strongest,
 /// and set only from verified evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
