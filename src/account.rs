@@ -22,7 +22,7 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
     #[error(
-        "user name must be 1 to {MAX_NAME_LEN} characters of letters, digits, `.`, `_`, `-` or `@`"
+        "user name must be 1 to {MAX_NAME_LEN} characters of letters, digits, `.`, `_`, `-` or `@`, and not `.` or `..`"
     )]
     InvalidName,
     #[error("password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_LEN} bytes long")]
@@ -78,8 +78,13 @@ pub fn new_passkey_user(
     })
 }
 
+/// Checks a user name. `.` and `..` are rejected although their characters are allowed,
+/// because in the admin API's paths (`/admin/users/{name}/...`) URL parsers remove them as
+/// dot-segments (WHATWG URL standard, path parsing).
 pub fn validate_name(name: &str) -> Result<(), AccountError> {
     let valid = !name.is_empty()
+        && name != "."
+        && name != ".."
         && name.len() <= MAX_NAME_LEN
         && name
             .chars()
@@ -169,6 +174,13 @@ mod tests {
             new_user("bob", "short", 0, &mut rng).err(),
             Some(AccountError::InvalidPassword)
         );
+        for dots in [".", ".."] {
+            assert_eq!(
+                new_user(dots, "long enough", 0, &mut rng).err(),
+                Some(AccountError::InvalidName)
+            );
+        }
+        assert!(new_user("a.b", "long enough", 0, &mut rng).is_ok());
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub struct DataDir {
 pub enum UserCommand {
     /// Create a local account; the password is read from standard input.
     Add {
-        /// User name: letters, digits, `.`, `_`, `-` or `@`, at most 64
+        /// User name: letters, digits, `.`, `_`, `-` or `@`, at most 64, and not `.` or `..`
         name: String,
         /// Read the password from standard input (the only way to pass it)
         #[arg(long, required = true)]
@@ -68,7 +68,7 @@ pub enum UserCommand {
     /// Print a single-use link, valid for 24 hours, with which a person registers a first
     /// passkey without a password. Creates a passkey-only account if NAME does not exist.
     Invite {
-        /// User name: letters, digits, `.`, `_`, `-` or `@`, at most 64
+        /// User name: letters, digits, `.`, `_`, `-` or `@`, at most 64, and not `.` or `..`
         name: String,
         #[command(flatten)]
         data: DataDir,
