@@ -136,6 +136,12 @@ pub struct ServeOptions {
     /// [default: 5m]
     #[arg(long, env = "DEVBOUND_PASSKEY_STEP_UP_MAX_AGE")]
     pub passkey_step_up_max_age: Option<String>,
+
+    /// Passkey sign-ins that may start per minute, across all clients. Each start stores a
+    /// ceremony without any credentials, so this bounds what a flood can store. Beyond it the
+    /// options request gets 429 [default: 6000]
+    #[arg(long, env = "DEVBOUND_PASSKEY_SIGN_IN_RATE")]
+    pub passkey_sign_in_rate: Option<u32>,
     /// Directory of PEM files with the TPM vendors' root (and intermediate) certificates that
     /// EK certificates must chain to; without any, every TPM enrollment is refused
     /// [default: <data dir>/tpm-trust]
@@ -231,6 +237,7 @@ impl ServeOptions {
         self.passkey_step_up_max_age = self
             .passkey_step_up_max_age
             .or(file.passkey_step_up_max_age);
+        self.passkey_sign_in_rate = self.passkey_sign_in_rate.or(file.passkey_sign_in_rate);
         self.tpm_trust_dir = self.tpm_trust_dir.or(file.tpm_trust_dir);
         self.tpm_software_fallback = self.tpm_software_fallback.or(file.tpm_software_fallback);
         Ok(self)
@@ -345,6 +352,7 @@ impl ServeOptions {
             )?,
             ceremony_ttl,
             password_sign_in: self.password_sign_in.unwrap_or(true),
+            sign_in_rate: self.passkey_sign_in_rate.unwrap_or(defaults.sign_in_rate),
         })
     }
 }

@@ -546,3 +546,37 @@ async fn invitation_enrolls_first_passkey_once() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(replay["error"], "invalid_invitation");
 }
+
+#[tokio::test]
+async fn sign_in_starts_are_limited_per_minute() {
+    let options = ServeOptions {
+        passkey_sign_in_rate: Some(2),
+        ..ServeOptions::default()
+    };
+    let server = TestServer::start(options, true).await;
+    let start = || async {
+        support::dbsc::http(&server)
+            .post(format!(
+                "{}{}",
+                server.url(),
+                routes::PASSKEY_SIGN_IN_OPTIONS
+            ))
+            .json(&json!({ "conditional": false }))
+            .send()
+            .await
+            .unwrap()
+    };
+    // The manual clock starts at a whole minute.
+    assert_eq!(start().await.status(), StatusCode::OK);
+    server.advance(50);
+    assert_eq!(start().await.status(), StatusCode::OK);
+
+    let limited = start().await;
+
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers()["retry-after"], "10");
+    let body: serde_json::Value = limited.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    server.advance(10);
+    assert_eq!(start().await.status(), StatusCode::OK);
+}

@@ -4,6 +4,7 @@ mod admin;
 mod agents;
 mod api;
 pub mod auth;
+mod budget;
 mod dbsc;
 mod devices;
 mod enroll;
@@ -58,6 +59,8 @@ pub struct AppState {
     /// Bounds concurrent Argon2 password checks, each of which takes 19 MiB and tens of
     /// milliseconds of CPU, so that a flood of sign-ins cannot exhaust memory.
     password_checks: Arc<tokio::sync::Semaphore>,
+    /// The budget of passkey sign-ins that may start this minute ([`budget`]).
+    sign_in_budget: Arc<std::sync::Mutex<budget::MinuteBudget>>,
 }
 
 impl AppState {
@@ -81,6 +84,7 @@ impl AppState {
                 proof_window: policy.cookie_ttl,
             },
         });
+        let sign_in_budget = budget::MinuteBudget::new(passkeys.settings.sign_in_rate);
         Self {
             store,
             enrollment: Arc::new(enrollment),
@@ -92,6 +96,7 @@ impl AppState {
             passkeys: Arc::new(passkeys),
             admin_token: Arc::new(admin_token),
             refusals: Arc::default(),
+            sign_in_budget: Arc::new(std::sync::Mutex::new(sign_in_budget)),
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |cpus| cpus.get().max(2)),
             )),

@@ -3,7 +3,8 @@
 
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
@@ -11,6 +12,7 @@ use serde_json::json;
 use webauthn_rs_core::proto::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::auth::{self, CurrentSession};
+use super::budget::Spend;
 use super::pages::{self, internal_error};
 use super::step_up::{self, json_post_session, json_session, page_post_session};
 use super::{AppState, passkey_views, routes};
@@ -53,14 +55,17 @@ pub struct RenameForm {
 /// Starts a discoverable sign-in: the browser may show passkeys in autofill (`conditional`)
 /// or in its own dialog.
 ///
-/// NOTE: each request stores a ceremony until it expires, and nothing limits the request rate,
-/// so a flood of unauthenticated requests grows the database until the minute sweep.
+/// Each request stores a ceremony until it expires, so the sign-ins that start per minute are
+/// limited (`--passkey-sign-in-rate`). Beyond the limit the request gets 429 and stores nothing.
 pub async fn sign_in_options(
     State(state): State<AppState>,
     body: Result<Json<SignInOptionsRequest>, JsonRejection>,
 ) -> Response {
     let conditional = body.map(|Json(body)| body.conditional).unwrap_or(false);
     let now = state.clock.now();
+    if let Some(response) = over_sign_in_budget(&state, now) {
+        return response;
+    }
     let started = {
         let mut rng = rand::thread_rng();
         state.passkeys.start_authentication(
@@ -75,6 +80,36 @@ pub async fn sign_in_options(
         Ok(started) => store_ceremony(&state, started.ceremony, json!(started.options)).await,
         Err(error) => passkey_json_error(&state, "passkey_sign_in", &error),
     }
+}
+
+/// Spends one sign-in start from this minute's budget, or returns the 429 response when the
+/// budget is used up.
+fn over_sign_in_budget(state: &AppState, now: u64) -> Option<Response> {
+    let spent = match state.sign_in_budget.lock() {
+        Ok(mut budget) => budget.spend(now),
+        // The budget is a plain counter, so a panic while it was held leaves it usable.
+        Err(poisoned) => poisoned.into_inner().spend(now),
+    };
+    let Spend::Exhausted { first, retry_after } = spent else {
+        return None;
+    };
+    if first {
+        tracing::warn!(
+            target: "security",
+            limit = state.passkeys.settings.sign_in_rate,
+            "passkey sign-in starts exceed the limit per minute; rejecting the rest of this minute"
+        );
+    }
+    state.metrics.refuse("passkey_sign_in", "rate_limited");
+    let mut response = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many passkey sign-ins are starting. Try again in a minute.",
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    Some(response)
 }
 
 /// Verifies a passkey sign-in and starts a session with a DBSC registration offer.

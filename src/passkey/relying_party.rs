@@ -34,6 +34,8 @@ pub struct PasskeySettings {
     pub ceremony_ttl: u64,
     /// Whether the password form is offered and accepted.
     pub password_sign_in: bool,
+    /// Passkey sign-ins that may start per minute, across all clients.
+    pub sign_in_rate: u32,
 }
 
 impl Default for PasskeySettings {
@@ -47,6 +49,8 @@ impl Default for PasskeySettings {
             step_up_max_age: 5 * 60,
             ceremony_ttl: 5 * 60,
             password_sign_in: true,
+            // 100 a second, so that a flood stores at most 30,000 ceremonies in their 5 minutes.
+            sign_in_rate: 6000,
         }
     }
 }
