@@ -14,7 +14,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use support::dbsc::stored;
 use support::passkeys::{
-    authenticator, post_json, post_sign_in, register, sign_in_bound, sign_in_options, step_up,
+    authenticator, post_json, post_sign_in, register, sign_in_bound, sign_in_options,
+    start_sign_in, step_up,
 };
 use support::server::{TEST_EPOCH, TestServer};
 use support::webauthn::{Attestation, BE};
@@ -554,18 +555,7 @@ async fn sign_in_starts_are_limited_per_minute() {
         ..ServeOptions::default()
     };
     let server = TestServer::start(options, true).await;
-    let start = || async {
-        support::dbsc::http(&server)
-            .post(format!(
-                "{}{}",
-                server.url(),
-                routes::PASSKEY_SIGN_IN_OPTIONS
-            ))
-            .json(&json!({ "conditional": false }))
-            .send()
-            .await
-            .unwrap()
-    };
+    let start = || start_sign_in(&server);
     // The manual clock starts at a whole minute.
     assert_eq!(start().await.status(), StatusCode::OK);
     server.advance(50);

@@ -67,7 +67,14 @@ pub async fn register(
 
 /// Starts a passkey sign-in and returns the ceremony options.
 pub async fn sign_in_options(server: &TestServer) -> Value {
-    let response = http(server)
+    let response = start_sign_in(server).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// Posts a request for passkey sign-in options and returns the response, whatever its status.
+pub async fn start_sign_in(server: &TestServer) -> reqwest::Response {
+    http(server)
         .post(format!(
             "{}{}",
             server.url(),
@@ -76,9 +83,7 @@ pub async fn sign_in_options(server: &TestServer) -> Value {
         .json(&json!({ "conditional": false }))
         .send()
         .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
+        .unwrap()
 }
 
 /// POSTs the sign-in form with a credential, as the page's script does.
