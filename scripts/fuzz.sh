@@ -9,7 +9,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 fuzz_seconds="${FUZZ_SECONDS:-60}"
-targets=(dbsc_headers compact_jws jwk dbsc_proof cookie_header)
+targets=(dbsc_headers compact_jws jwk dbsc_proof cookie_header passkey_client_data passkey_credential_key)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
