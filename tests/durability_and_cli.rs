@@ -556,10 +556,10 @@ async fn operator_cli_disables_and_enables_users() {
         port,
         SessionKey::generate(Algorithm::Es256).unwrap(),
     );
-    let refused = client.sign_in("dave", PASSWORD).await;
+    let rejected = client.sign_in("dave", PASSWORD).await;
     assert!(
-        matches!(&refused, Err(devbound::client::ClientError::Status { status, .. }) if *status == 403),
-        "{refused:?}"
+        matches!(&rejected, Err(devbound::client::ClientError::Status { status, .. }) if *status == 403),
+        "{rejected:?}"
     );
 
     // While it runs, the command goes through the admin API.

@@ -1,8 +1,8 @@
 //! Fuzzes `tpm_attestation::credential_key`, the COSE_Key reader, with arbitrary CBOR bytes.
 //!
 //! A key it returns must come from a CBOR map with the matching `kty` (2 with `crv` 1 for
-//! P-256, 3 for RSA) and carry exactly the byte strings under the key's labels, which RFC 9053
-//! defines for EC2 keys and RFC 8230 for RSA keys.
+//! P-256, 3 for RSA) and carry exactly the byte strings under the key's labels. RFC 9053
+//! defines the labels of EC2 keys, and RFC 8230 those of RSA keys.
 
 #![no_main]
 

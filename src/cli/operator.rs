@@ -52,7 +52,14 @@ pub async fn user(command: UserCommand) -> Result<(), String> {
                     let users = store.list_users().map_err(|error| error.to_string())?;
                     users
                         .into_iter()
-                        .map(|user| json!({ "id": user.id, "name": user.name, "created_at": user.created_at, "disabled_at": user.disabled_at }))
+                        .map(|user| {
+                            json!({
+                                "id": user.id,
+                                "name": user.name,
+                                "created_at": user.created_at,
+                                "disabled_at": user.disabled_at,
+                            })
+                        })
                         .collect()
                 }
                 remote => remote_call(&remote, reqwest::Method::GET, routes::ADMIN_USERS, None)

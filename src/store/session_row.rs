@@ -1,11 +1,12 @@
 //! The on-disk form of a session: a format byte, then the fields in postcard's compact binary
 //! encoding.
 //!
-//! Every refresh reads and rewrites its session, and sled copies the whole leaf that contains it
-//! on each write. JSON made a session about 760 bytes; this form is about 290 for an ES256 key, so
-//! a leaf holds the same sessions in little more than a third of the memory and disk.
+//! Every refresh reads and rewrites its session, and sled copies the whole leaf that contains
+//! it on each write. JSON made a session about 760 bytes, and this form makes it about 290 for
+//! an ES256 key, so a leaf of the same sessions is about two fifths the size in memory and on
+//! disk.
 //!
-//! Sessions written as JSON by earlier versions start with `{` and are still read; they are
+//! Sessions written as JSON by earlier versions start with `{` and are still read. They are
 //! rewritten in this form at their next change.
 
 use serde::{Deserialize, Serialize};

@@ -1,9 +1,10 @@
 //! The embedded default store: sled trees in the data directory.
 //!
-//! Records are JSON in named trees, except sessions ([`super::session_row`]), and the audit log is a file beside the database
-//! ([`super::audit_file`]). One dedicated thread syncs the audit log and flushes the database
-//! once for every batch of waiting writers (group commit). sled 0.34.7's `flush_async` can hang
-//! under concurrent callers, and one synchronous flush serves every writer queued before it.
+//! Records are JSON in named trees, except sessions ([`super::session_row`]). The audit log is
+//! a file beside the database ([`super::audit_file`]). One dedicated thread syncs the audit log
+//! and flushes the database once for every batch of waiting writers (group commit). sled
+//! 0.34.7's `flush_async` can hang under concurrent callers, and one synchronous flush serves
+//! every writer queued before it.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
