@@ -49,7 +49,8 @@ impl Default for PasskeySettings {
             step_up_max_age: 5 * 60,
             ceremony_ttl: 5 * 60,
             password_sign_in: true,
-            // 100 a second, so that a flood stores at most 30,000 ceremonies in their 5 minutes.
+            // 100 a second. A flood then stores about 30,000 ceremonies (five minutes of starts),
+            // plus the expired ones that wait up to a minute for the sweep.
             sign_in_rate: 6000,
         }
     }
