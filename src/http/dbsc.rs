@@ -123,8 +123,7 @@ async fn register_session(
         .ok_or(DbscError::ChallengeMismatch)?;
     // Disabling a user revokes their sessions, but a sign-in that checked the password just
     // before can store one after. Ending it here keeps it from binding once the user is enabled.
-    let user = state.store.find_user(&session.record.user_id)?;
-    if user.is_some_and(|user| user.is_disabled()) {
+    if state.store.user_disabled(&session.record.user_id)? {
         state.store.consume_challenge(&challenge.value)?;
         let revoked = SessionState::Revoked {
             at: now,

@@ -749,9 +749,9 @@ fn list_response(state: &AppState, owner_id: Option<&str>) -> Response {
 /// Rejects an enrollment step for a user an operator disabled after the code was made, or
 /// returns `None` to go on.
 fn reject_disabled_owner(state: &AppState, step: &'static str, user_id: &str) -> Option<Response> {
-    match state.store.find_user(user_id) {
-        Ok(Some(user)) if user.is_disabled() => {}
-        Ok(_) => return None,
+    match state.store.user_disabled(user_id) {
+        Ok(true) => {}
+        Ok(false) => return None,
         Err(error) => return Some(api_error_store(&error)),
     }
     tracing::info!(target: "security", step, user = %user_id, "device enrollment rejected: user disabled");

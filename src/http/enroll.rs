@@ -154,8 +154,7 @@ async fn register(
         return Err(PasskeyError::WrongCeremony.into());
     };
     // The user may have been disabled since the options were issued.
-    let user = state.store.find_user(user_id)?;
-    if user.is_some_and(|user| user.is_disabled()) {
+    if state.store.user_disabled(user_id)? {
         return Err(PasskeyError::UserDisabled.into());
     }
     let passkey = state

@@ -128,11 +128,9 @@ pub async fn sign_in(
         Err(Failure::Store(error)) => return internal_error("passkey_sign_in", &error),
     };
     let user_id = asserted.passkey.user_id.clone();
-    match state.store.find_user(&user_id) {
-        Ok(Some(user)) if user.is_disabled() => {
-            return sign_in_rejected(&state, &PasskeyError::UserDisabled);
-        }
-        Ok(_) => {}
+    match state.store.user_disabled(&user_id) {
+        Ok(true) => return sign_in_rejected(&state, &PasskeyError::UserDisabled),
+        Ok(false) => {}
         Err(error) => return internal_error("passkey_sign_in", &error),
     }
 

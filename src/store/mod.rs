@@ -67,6 +67,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn find_user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
     /// Replaces a stored user; the id and name never change.
     fn update_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Checks whether the user `id` exists and an operator disabled them.
+    fn user_disabled(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.find_user(id)?.is_some_and(|user| user.is_disabled()))
+    }
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
 
     fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;

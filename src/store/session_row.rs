@@ -107,7 +107,7 @@ fn row_of(session: &SessionRecord) -> Row<'_> {
     }
 }
 
-/// Decodes a session in either form; `key` names the record in a corruption error.
+/// Decodes a session in either form. `key` names the record in a corruption error.
 pub(super) fn decode_session(key: &[u8], bytes: &[u8]) -> Result<SessionRecord, StoreError> {
     let corrupt =
         |reason: String| StoreError::Corrupt(String::from_utf8_lossy(key).into_owned(), reason);
